@@ -1,0 +1,124 @@
+//! Kiln's HTTP server: the only crate that knows HTTP.
+//!
+//! Two faces over the same services: MLflow's REST API (`/api/2.0/mlflow`, `/api/3.0/mlflow`,
+//! the artifact proxy, and the `/ajax-api` twins) and Kiln's native API (`/api/v1`, with an
+//! OpenAPI document). Every request passes one identity layer first.
+
+mod artifacts;
+mod error;
+mod fields;
+mod mlflow;
+pub mod native;
+mod wire;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use kiln_blobs::ArtifactStore;
+use kiln_registry::Registry;
+use kiln_store::Store;
+use kiln_tracking::Tracking;
+
+pub use error::ApiError;
+
+/// The version `/version` reports to MLflow clients. Below 3.4 the client logs trace spans
+/// as a `traces.json` artifact instead of through OTLP, which Kiln does not ingest yet.
+pub const MLFLOW_COMPAT_VERSION: &str = "3.3.0";
+
+/// The services every handler reaches.
+pub struct AppState {
+    pub tracking: Tracking,
+    pub registry: Registry,
+}
+
+pub type Shared = Arc<AppState>;
+
+/// The caller of a request. Authentication is not enforced yet; this is the one place where
+/// it will be, and handlers that need the caller read it from the request's extensions.
+#[derive(Debug, Clone, Default)]
+pub struct Identity {
+    /// The user name a client sent (HTTP basic auth or `X-Kiln-User`), unverified.
+    pub user: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot open the metadata store: {0}")]
+    Store(#[from] kiln_store::StoreError),
+    #[error("cannot open the artifact store: {0}")]
+    Blobs(#[from] kiln_blobs::BlobError),
+    #[error("cannot initialize the workspace: {0}")]
+    Service(#[from] kiln_tracking::ServiceError),
+}
+
+/// Opens a workspace: metadata at `store_url`, artifacts at `artifacts`.
+pub async fn open(store_url: &str, artifacts: &str) -> Result<Shared, OpenError> {
+    let store = Store::connect(store_url).await?;
+    let blobs = ArtifactStore::open(artifacts)?;
+    let tracking = Tracking::new(store, blobs).await?;
+    let registry = Registry::new(tracking.clone());
+    Ok(Arc::new(AppState { tracking, registry }))
+}
+
+async fn resolve_identity(mut req: Request, next: Next) -> Response {
+    let user = req
+        .headers()
+        .get("x-kiln-user")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| basic_auth_user(req.headers().get(header::AUTHORIZATION)?.to_str().ok()?));
+    req.extensions_mut().insert(Identity { user });
+    next.run(req).await
+}
+
+fn basic_auth_user(value: &str) -> Option<String> {
+    use base64::Engine;
+    let encoded = value.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    Some(text.split_once(':').map(|(u, _)| u).unwrap_or(&text).to_string())
+}
+
+/// Unknown routes answer a plain-text 404: MLflow clients read that as ENDPOINT_NOT_FOUND
+/// and fall back to older endpoints, which a JSON 404 would break.
+async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "Not Found").into_response()
+}
+
+/// The whole HTTP application.
+pub fn router(state: Shared) -> Router {
+    let v2 = mlflow::v2_routes();
+    let v3 = mlflow::v3_routes();
+    let proxy = artifacts::routes();
+    let api = Router::new()
+        .nest("/api/2.0/mlflow", v2.clone())
+        .nest("/ajax-api/2.0/mlflow", v2)
+        .nest("/api/3.0/mlflow", v3.clone())
+        .nest("/ajax-api/3.0/mlflow", v3)
+        .nest("/api/2.0/mlflow-artifacts", proxy.clone())
+        .nest("/ajax-api/2.0/mlflow-artifacts", proxy)
+        .nest("/api/v1", native::routes())
+        // JSON bodies are read whole; artifacts stream and are not limited by this.
+        .layer(DefaultBodyLimit::max(64 * 1024 * 1024));
+    Router::new()
+        .merge(api)
+        .route("/health", get(|| async { "OK" }))
+        .route("/version", get(|| async { MLFLOW_COMPAT_VERSION }))
+        .fallback(not_found)
+        .layer(middleware::from_fn(resolve_identity))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Shared,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}

@@ -1,0 +1,330 @@
+//! Kiln entities in MLflow's JSON shapes: snake_case names, int64 as numbers, enums as names,
+//! NaN as "NaN", unset fields and empty lists left out.
+
+use kiln_registry::{Model, Version};
+use kiln_tracking::{Experiment, LoggedModel, Metric, Run, RunInfo, RunMetric, Tag, TraceInfo};
+use serde_json::{Map, Value, json};
+
+/// A JSON object that leaves out what MLflow leaves out.
+#[derive(Default)]
+pub struct Obj(Map<String, Value>);
+
+impl Obj {
+    pub fn new() -> Obj {
+        Obj(Map::new())
+    }
+    pub fn set(mut self, k: &str, v: impl Into<Value>) -> Obj {
+        self.0.insert(k.to_string(), v.into());
+        self
+    }
+    pub fn opt<V: Into<Value>>(mut self, k: &str, v: Option<V>) -> Obj {
+        if let Some(v) = v {
+            self.0.insert(k.to_string(), v.into());
+        }
+        self
+    }
+    /// Sets a list unless it is empty.
+    pub fn list(mut self, k: &str, items: Vec<Value>) -> Obj {
+        if !items.is_empty() {
+            self.0.insert(k.to_string(), Value::Array(items));
+        }
+        self
+    }
+    pub fn build(self) -> Value {
+        Value::Object(self.0)
+    }
+}
+
+pub fn number(v: f64) -> Value {
+    if v.is_nan() {
+        Value::String("NaN".into())
+    } else if v.is_infinite() {
+        json!(if v > 0.0 { f64::MAX } else { f64::MIN })
+    } else {
+        json!(v)
+    }
+}
+
+pub fn tags(tags: &[Tag]) -> Vec<Value> {
+    tags.iter().map(|t| json!({"key": t.key, "value": t.value})).collect()
+}
+
+pub fn experiment(e: &Experiment) -> Value {
+    Obj::new()
+        .set("experiment_id", e.experiment_id.to_string())
+        .set("name", e.name.clone())
+        .set("artifact_location", e.artifact_location.clone())
+        .set("lifecycle_stage", e.lifecycle_stage.clone())
+        .set("last_update_time", e.last_update_time)
+        .set("creation_time", e.creation_time)
+        .list("tags", tags(&e.tags))
+        .build()
+}
+
+pub fn run_info(r: &RunInfo) -> Value {
+    Obj::new()
+        .set("run_id", r.run_id.clone())
+        .set("run_uuid", r.run_id.clone())
+        .set("run_name", r.run_name.clone())
+        .set("experiment_id", r.experiment_id.to_string())
+        .set("user_id", r.user_id.clone())
+        .set("status", r.status.clone())
+        .opt("start_time", r.start_time)
+        .opt("end_time", r.end_time)
+        .set("artifact_uri", r.artifact_uri.clone())
+        .set("lifecycle_stage", r.lifecycle_stage.clone())
+        .build()
+}
+
+pub fn metric(m: &Metric, run_id: Option<&str>) -> Value {
+    Obj::new()
+        .set("key", m.key.clone())
+        .set("value", number(m.value))
+        .set("timestamp", m.timestamp)
+        .set("step", m.step)
+        .opt("dataset_name", m.dataset_name.clone())
+        .opt("dataset_digest", m.dataset_digest.clone())
+        .opt("model_id", m.model_id.clone())
+        .opt("run_id", run_id.map(str::to_string))
+        .build()
+}
+
+pub fn run_metric(m: &RunMetric) -> Value {
+    json!({
+        "key": m.metric.key,
+        "value": number(m.metric.value),
+        "timestamp": m.metric.timestamp,
+        "step": m.metric.step,
+        "run_id": m.run_id,
+    })
+}
+
+pub fn run(r: &Run) -> Value {
+    let data = Obj::new()
+        .list("metrics", r.metrics.iter().map(|m| metric(m, None)).collect())
+        .list("params", tags(&r.params))
+        .list("tags", tags(&r.tags))
+        .build();
+    let datasets = r
+        .dataset_inputs
+        .iter()
+        .map(|d| {
+            let ds = Obj::new()
+                .set("name", d.dataset.name.clone())
+                .set("digest", d.dataset.digest.clone())
+                .set("source_type", d.dataset.source_type.clone())
+                .set("source", d.dataset.source.clone())
+                .opt("schema", d.dataset.schema.clone())
+                .opt("profile", d.dataset.profile.clone())
+                .build();
+            Obj::new().list("tags", tags(&d.tags)).set("dataset", ds).build()
+        })
+        .collect();
+    let inputs = Obj::new()
+        .list("dataset_inputs", datasets)
+        .list("model_inputs", r.model_inputs.iter().map(|m| json!({"model_id": m})).collect())
+        .build();
+    let outputs = Obj::new()
+        .list(
+            "model_outputs",
+            r.model_outputs.iter().map(|m| json!({"model_id": m.model_id, "step": m.step})).collect(),
+        )
+        .build();
+    json!({"info": run_info(&r.info), "data": data, "inputs": inputs, "outputs": outputs})
+}
+
+pub fn logged_model(m: &LoggedModel) -> Value {
+    let registrations: Vec<Value> = m
+        .tags
+        .iter()
+        .find(|t| t.key == "mlflow.modelVersions")
+        .and_then(|t| serde_json::from_str::<Vec<Value>>(&t.value).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|v| {
+            let name = v.get("name")?.as_str()?.to_string();
+            let version = match v.get("version")? {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            Some(json!({"name": name, "version": version}))
+        })
+        .collect();
+    let info = Obj::new()
+        .set("model_id", m.model_id.clone())
+        .set("experiment_id", m.experiment_id.to_string())
+        .set("name", m.name.clone())
+        .set("creation_timestamp_ms", m.creation_timestamp)
+        .set("last_updated_timestamp_ms", m.last_updated_timestamp)
+        .set("artifact_uri", m.artifact_uri.clone())
+        .set("status", m.status.clone())
+        .set("model_type", m.model_type.clone().unwrap_or_default())
+        .opt("source_run_id", m.source_run_id.clone())
+        .opt("status_message", m.status_message.clone())
+        .list("tags", tags(&m.tags))
+        .list("registrations", registrations)
+        .build();
+    let data = Obj::new()
+        .list("params", tags(&m.params))
+        .list("metrics", m.metrics.iter().map(|x| metric(x, None)).collect())
+        .build();
+    json!({"info": info, "data": data})
+}
+
+pub fn model_version(v: &Version) -> Value {
+    Obj::new()
+        .set("name", v.name.clone())
+        .set("version", v.version.to_string())
+        .set("creation_timestamp", v.creation_timestamp)
+        .set("last_updated_timestamp", v.last_updated_timestamp)
+        .opt("user_id", v.user_id.clone())
+        .set("current_stage", v.current_stage.clone())
+        .set("description", v.description.clone().unwrap_or_default())
+        .set("source", v.source.clone())
+        .set("run_id", v.run_id.clone().unwrap_or_default())
+        .set("status", v.status.clone())
+        .opt("status_message", v.status_message.clone())
+        .list("tags", tags(&v.tags))
+        .set("run_link", v.run_link.clone().unwrap_or_default())
+        .list("aliases", v.aliases.iter().map(|a| json!(a)).collect())
+        .opt("model_id", v.model_id.clone())
+        .build()
+}
+
+pub fn registered_model(m: &Model) -> Value {
+    Obj::new()
+        .set("name", m.name.clone())
+        .set("creation_timestamp", m.creation_timestamp)
+        .set("last_updated_timestamp", m.last_updated_timestamp)
+        .opt("user_id", m.user_id.clone())
+        .set("description", m.description.clone().unwrap_or_default())
+        .list("latest_versions", m.latest_versions.iter().map(model_version).collect())
+        .list("tags", tags(&m.tags))
+        .list("aliases", m.aliases.iter().map(|(a, v)| json!({"alias": a, "version": v.to_string()})).collect())
+        .build()
+}
+
+fn kv_map(items: &[Tag]) -> Value {
+    Value::Object(items.iter().map(|t| (t.key.clone(), Value::String(t.value.clone()))).collect())
+}
+
+pub fn trace_info_v3(t: &TraceInfo) -> Value {
+    Obj::new()
+        .set("trace_id", t.trace_id.clone())
+        .opt("client_request_id", t.client_request_id.clone())
+        .set(
+            "trace_location",
+            json!({"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": t.experiment_id.to_string()}}),
+        )
+        .opt("request_preview", t.request_preview.clone())
+        .opt("response_preview", t.response_preview.clone())
+        .set("request_time", rfc3339_from_ms(t.request_time))
+        .opt("execution_duration", t.execution_duration.map(|ms| format!("{}s", ms as f64 / 1000.0)))
+        .set("state", t.state.clone())
+        .set("trace_metadata", kv_map(&t.metadata))
+        .set("tags", kv_map(&t.tags))
+        .build()
+}
+
+/// The v2 `TraceInfo` shape, for the legacy routes.
+pub fn trace_info_v2(t: &TraceInfo) -> Value {
+    let status = match t.state.as_str() {
+        "OK" => "OK",
+        "ERROR" => "ERROR",
+        "IN_PROGRESS" => "IN_PROGRESS",
+        _ => "TRACE_STATUS_UNSPECIFIED",
+    };
+    Obj::new()
+        .set("request_id", t.trace_id.clone())
+        .set("experiment_id", t.experiment_id.to_string())
+        .set("timestamp_ms", t.request_time)
+        .opt("execution_time_ms", t.execution_duration)
+        .set("status", status)
+        .list("request_metadata", tags(&t.metadata))
+        .list("tags", tags(&t.tags))
+        .build()
+}
+
+// ---- time ------------------------------------------------------------------------------
+
+/// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146097 + doe - 719468
+}
+
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719468;
+    let era = if z >= 0 { z } else { z - 146096 } / 146097;
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+pub fn rfc3339_from_ms(ms: i64) -> String {
+    let days = ms.div_euclid(86_400_000);
+    let rem = ms.rem_euclid(86_400_000);
+    let (y, m, d) = civil_from_days(days);
+    let (h, mi, s, milli) = (rem / 3_600_000, rem / 60_000 % 60, rem / 1000 % 60, rem % 1000);
+    format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{milli:03}Z")
+}
+
+/// Parses an RFC 3339 timestamp (`2026-11-22T15:33:38.296Z`, offsets allowed) to epoch ms.
+pub fn ms_from_rfc3339(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (date, time) = s.split_once(['T', 't', ' '])?;
+    let mut dp = date.split('-');
+    let (y, m, d): (i64, i64, i64) = (dp.next()?.parse().ok()?, dp.next()?.parse().ok()?, dp.next()?.parse().ok()?);
+    let (clock, offset_ms) = if let Some(c) = time.strip_suffix(['Z', 'z']) {
+        (c, 0)
+    } else if let Some(i) = time.rfind(['+', '-']) {
+        let (c, off) = time.split_at(i);
+        let sign = if off.starts_with('-') { -1 } else { 1 };
+        let (oh, om) = off[1..].split_once(':').unwrap_or((&off[1..], "0"));
+        (c, sign * (oh.parse::<i64>().ok()? * 3_600_000 + om.parse::<i64>().ok()? * 60_000))
+    } else {
+        (time, 0)
+    };
+    let mut cp = clock.split(':');
+    let h: i64 = cp.next()?.parse().ok()?;
+    let mi: i64 = cp.next()?.parse().ok()?;
+    let sec: f64 = cp.next().unwrap_or("0").parse().ok()?;
+    let ms = days_from_civil(y, m, d) * 86_400_000 + h * 3_600_000 + mi * 60_000 + (sec * 1000.0).round() as i64;
+    Some(ms - offset_ms)
+}
+
+/// Parses a protobuf Duration (`"0.001s"`) to ms.
+pub fn ms_from_duration(s: &str) -> Option<i64> {
+    let secs: f64 = s.trim().strip_suffix('s')?.parse().ok()?;
+    Some((secs * 1000.0).round() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_round_trip() {
+        let ms = ms_from_rfc3339("2026-11-22T15:33:38.296Z").unwrap();
+        assert_eq!(rfc3339_from_ms(ms), "2026-11-22T15:33:38.296Z");
+        assert_eq!(ms_from_rfc3339("1970-01-01T01:00:00+01:00"), Some(0));
+        assert_eq!(ms_from_duration("0.001s"), Some(1));
+        assert_eq!(ms_from_duration("12s"), Some(12000));
+    }
+
+    #[test]
+    fn nan_and_infinity_are_spelled_as_mlflow_does() {
+        assert_eq!(number(f64::NAN), json!("NaN"));
+        assert_eq!(number(f64::INFINITY), json!(f64::MAX));
+    }
+}

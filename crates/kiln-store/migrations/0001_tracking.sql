@@ -1,0 +1,208 @@
+-- Portable DDL: runs unchanged on SQLite and PostgreSQL.
+-- Integers are BIGINT everywhere so the Any driver decodes them as i64 on both.
+-- Timestamps are milliseconds since the epoch.
+
+CREATE TABLE kiln_counters (
+    name TEXT PRIMARY KEY,
+    value BIGINT NOT NULL
+);
+INSERT INTO kiln_counters (name, value) VALUES ('experiment', 0);
+
+CREATE TABLE experiments (
+    experiment_id BIGINT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    artifact_location TEXT NOT NULL,
+    lifecycle_stage TEXT NOT NULL,
+    creation_time BIGINT NOT NULL,
+    last_update_time BIGINT NOT NULL
+);
+
+CREATE TABLE experiment_tags (
+    experiment_id BIGINT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (experiment_id, key)
+);
+
+CREATE TABLE runs (
+    run_id TEXT PRIMARY KEY,
+    experiment_id BIGINT NOT NULL,
+    run_name TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    start_time BIGINT,
+    end_time BIGINT,
+    artifact_uri TEXT NOT NULL,
+    lifecycle_stage TEXT NOT NULL,
+    deleted_time BIGINT
+);
+CREATE INDEX runs_by_experiment ON runs (experiment_id, start_time);
+
+CREATE TABLE params (
+    run_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (run_id, key)
+);
+
+CREATE TABLE tags (
+    run_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (run_id, key)
+);
+
+-- Every logged point. NaN is stored as value NULL with is_nan = 1, because SQLite turns NaN
+-- into NULL anyway and both databases then behave alike in filters and ordering.
+CREATE TABLE metrics (
+    run_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    step BIGINT NOT NULL,
+    timestamp BIGINT NOT NULL,
+    value DOUBLE PRECISION,
+    is_nan BIGINT NOT NULL,
+    model_id TEXT,
+    dataset_name TEXT,
+    dataset_digest TEXT
+);
+-- Serves history reads (its prefix) and makes re-logging an identical point a no-op.
+CREATE UNIQUE INDEX metrics_history ON metrics (run_id, key, step, timestamp, value, is_nan);
+CREATE INDEX metrics_by_model ON metrics (model_id) WHERE model_id IS NOT NULL;
+
+-- The value each run shows for a key: the (step, timestamp, value) maximum.
+CREATE TABLE latest_metrics (
+    run_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    step BIGINT NOT NULL,
+    timestamp BIGINT NOT NULL,
+    value DOUBLE PRECISION,
+    is_nan BIGINT NOT NULL,
+    model_id TEXT,
+    dataset_name TEXT,
+    dataset_digest TEXT,
+    PRIMARY KEY (run_id, key)
+);
+
+CREATE TABLE run_dataset_inputs (
+    run_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    source_type TEXT NOT NULL,
+    source TEXT NOT NULL,
+    schema TEXT,
+    profile TEXT,
+    context TEXT,
+    tags_json TEXT NOT NULL,
+    PRIMARY KEY (run_id, name, digest)
+);
+
+CREATE TABLE run_model_io (
+    run_id TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    model_id TEXT NOT NULL,
+    step BIGINT NOT NULL,
+    PRIMARY KEY (run_id, direction, model_id)
+);
+
+CREATE TABLE logged_models (
+    model_id TEXT PRIMARY KEY,
+    experiment_id BIGINT NOT NULL,
+    name TEXT NOT NULL,
+    artifact_uri TEXT NOT NULL,
+    status TEXT NOT NULL,
+    status_message TEXT,
+    model_type TEXT,
+    source_run_id TEXT,
+    creation_timestamp BIGINT NOT NULL,
+    last_updated_timestamp BIGINT NOT NULL,
+    lifecycle_stage TEXT NOT NULL
+);
+CREATE INDEX logged_models_by_experiment ON logged_models (experiment_id, creation_timestamp);
+
+CREATE TABLE logged_model_tags (
+    model_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (model_id, key)
+);
+
+CREATE TABLE logged_model_params (
+    model_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (model_id, key)
+);
+
+CREATE TABLE registered_models (
+    name TEXT PRIMARY KEY,
+    creation_timestamp BIGINT NOT NULL,
+    last_updated_timestamp BIGINT NOT NULL,
+    description TEXT,
+    user_id TEXT,
+    last_version BIGINT NOT NULL
+);
+
+CREATE TABLE registered_model_tags (
+    name TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (name, key)
+);
+
+CREATE TABLE model_versions (
+    name TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    creation_timestamp BIGINT NOT NULL,
+    last_updated_timestamp BIGINT NOT NULL,
+    user_id TEXT,
+    current_stage TEXT NOT NULL,
+    description TEXT,
+    source TEXT NOT NULL,
+    run_id TEXT,
+    run_link TEXT,
+    model_id TEXT,
+    status TEXT NOT NULL,
+    status_message TEXT,
+    PRIMARY KEY (name, version)
+);
+
+CREATE TABLE model_version_tags (
+    name TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (name, version, key)
+);
+
+CREATE TABLE registered_model_aliases (
+    name TEXT NOT NULL,
+    alias TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    PRIMARY KEY (name, alias)
+);
+
+CREATE TABLE traces (
+    trace_id TEXT PRIMARY KEY,
+    experiment_id BIGINT NOT NULL,
+    client_request_id TEXT,
+    request_time BIGINT NOT NULL,
+    execution_duration BIGINT,
+    state TEXT NOT NULL,
+    request_preview TEXT,
+    response_preview TEXT
+);
+CREATE INDEX traces_by_experiment ON traces (experiment_id, request_time);
+
+CREATE TABLE trace_metadata (
+    trace_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (trace_id, key)
+);
+
+CREATE TABLE trace_tags (
+    trace_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (trace_id, key)
+);

@@ -1,0 +1,194 @@
+//! Kiln's metadata store: the only code in Kiln that writes SQL.
+//!
+//! One [`Store`] speaks to SQLite (the embedded default) or PostgreSQL through sqlx's `Any`
+//! driver, with one portable schema. Services above it see plain entity types
+//! ([`model`]) and a small query language ([`query`]) for searches; they never see SQL.
+//!
+//! SQLite writes go through a single connection, so concurrent writers queue in the pool
+//! instead of failing with "database is locked"; reads use a pool of their own. With WAL
+//! journaling a committed transaction survives `kill -9` of the server.
+
+mod compile;
+mod experiments;
+mod logged_models;
+pub use logged_models::NewLoggedModel;
+pub mod model;
+pub mod query;
+mod registry;
+pub use registry::{NewModelVersion, STAGES};
+mod runs;
+mod sql;
+mod traces;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+
+pub use model::*;
+pub use query::*;
+
+/// Errors of the store. Lookups that find nothing return `Ok(None)`; these are real failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule of the schema was hit (a name that already exists).
+    #[error("already exists: {0}")]
+    AlreadyExists(String),
+    /// The row the operation needs does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The URL names no database Kiln supports.
+    #[error("unsupported store URL '{0}': use sqlite://PATH or postgresql://…")]
+    UnsupportedUrl(String),
+    /// A search clause the store cannot express (the parser above should reject it first).
+    #[error("{0}")]
+    InvalidSearch(String),
+    #[error("migration {version} failed: {source}")]
+    Migration { version: i64, source: sqlx::Error },
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+impl From<compile::UnsupportedClause> for StoreError {
+    fn from(e: compile::UnsupportedClause) -> Self {
+        StoreError::InvalidSearch(e.to_string())
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Which SQL dialect the store speaks; only the few statements that differ look at it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// The metadata store.
+#[derive(Clone)]
+pub struct Store {
+    reader: AnyPool,
+    writer: AnyPool,
+    dialect: Dialect,
+}
+
+struct Migration {
+    version: i64,
+    name: &'static str,
+    sql: &'static str,
+}
+
+const MIGRATIONS: &[Migration] =
+    &[Migration { version: 1, name: "tracking", sql: include_str!("../migrations/0001_tracking.sql") }];
+
+impl Store {
+    /// Opens (creating if needed) the database at `url` and brings its schema up to date.
+    ///
+    /// `url` is `sqlite://PATH` (or a bare path ending in `.db`) or `postgresql://…`.
+    pub async fn connect(url: &str) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let (dialect, url) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Dialect::Postgres, url.to_string())
+        } else if let Some(path) = url.strip_prefix("sqlite://") {
+            (Dialect::Sqlite, format!("sqlite://{path}?mode=rwc"))
+        } else if url == "sqlite::memory:" {
+            (Dialect::Sqlite, url.to_string())
+        } else {
+            return Err(StoreError::UnsupportedUrl(url.to_string()));
+        };
+        let options = AnyConnectOptions::from_str(&url)?;
+        let store = match dialect {
+            Dialect::Sqlite => {
+                let pool = |max: u32| {
+                    AnyPoolOptions::new()
+                        .max_connections(max)
+                        .min_connections(1)
+                        .acquire_timeout(Duration::from_secs(60))
+                        .after_connect(|conn, _| {
+                            Box::pin(async move {
+                                // WAL: readers never block the writer and a commit is durable
+                                // against a killed process. NORMAL sync is enough for that
+                                // (FULL would only add protection against power loss).
+                                conn.execute(
+                                    "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; \
+                                     PRAGMA busy_timeout=10000; PRAGMA foreign_keys=OFF;",
+                                )
+                                .await?;
+                                Ok(())
+                            })
+                        })
+                };
+                let writer = pool(1).connect_with(options.clone()).await?;
+                let store = Store { reader: writer.clone(), writer, dialect };
+                store.migrate().await?;
+                let reader = pool(4).connect_with(options).await?;
+                Store { reader, ..store }
+            }
+            Dialect::Postgres => {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(60))
+                    .connect_with(options)
+                    .await?;
+                let store = Store { reader: pool.clone(), writer: pool, dialect };
+                store.migrate().await?;
+                store
+            }
+        };
+        Ok(store)
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// Applies the migrations this database has not seen, each in its own transaction.
+    async fn migrate(&self) -> Result<()> {
+        self.writer
+            .execute(
+                "CREATE TABLE IF NOT EXISTS kiln_migrations (\
+                 version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+            )
+            .await?;
+        let applied: Vec<(i64,)> =
+            sqlx::query_as("SELECT version FROM kiln_migrations").fetch_all(&self.writer).await?;
+        for m in MIGRATIONS {
+            if applied.iter().any(|(v,)| *v == m.version) {
+                continue;
+            }
+            let mut tx = self.writer.begin().await?;
+            sqlx::raw_sql(m.sql)
+                .execute(&mut *tx)
+                .await
+                .map_err(|source| StoreError::Migration { version: m.version, source })?;
+            sqlx::query("INSERT INTO kiln_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
+                .bind(m.version)
+                .bind(m.name)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// Closes both pools, waiting for queued writes.
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Maps a unique-constraint violation to [`StoreError::AlreadyExists`] with `what`.
+pub(crate) fn unique_as_exists(what: impl FnOnce() -> String) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |e| match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::AlreadyExists(what()),
+        _ => StoreError::Database(e),
+    }
+}

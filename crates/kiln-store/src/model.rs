@@ -1,0 +1,188 @@
+//! Plain entity types the store reads and writes. They carry no wire format: the server's
+//! MLflow face and native face each convert them at the edge.
+
+use serde::{Deserialize, Serialize};
+
+/// Lifecycle of experiments, runs and logged models: soft deletion keeps the row.
+pub const ACTIVE: &str = "active";
+pub const DELETED: &str = "deleted";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tag {
+    pub key: String,
+    pub value: String,
+}
+
+impl Tag {
+    pub fn new(key: impl Into<String>, value: impl Into<String>) -> Tag {
+        Tag { key: key.into(), value: value.into() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Experiment {
+    pub experiment_id: i64,
+    pub name: String,
+    pub artifact_location: String,
+    pub lifecycle_stage: String,
+    pub creation_time: i64,
+    pub last_update_time: i64,
+    pub tags: Vec<Tag>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    pub run_id: String,
+    pub experiment_id: i64,
+    pub run_name: String,
+    pub user_id: String,
+    pub status: String,
+    pub start_time: Option<i64>,
+    pub end_time: Option<i64>,
+    pub artifact_uri: String,
+    pub lifecycle_stage: String,
+}
+
+/// One metric point. `value` may be NaN or infinite.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metric {
+    pub key: String,
+    pub value: f64,
+    pub timestamp: i64,
+    pub step: i64,
+    pub model_id: Option<String>,
+    pub dataset_name: Option<String>,
+    pub dataset_digest: Option<String>,
+}
+
+/// A metric point with the run it belongs to (bulk history reads).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunMetric {
+    pub run_id: String,
+    pub metric: Metric,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Dataset {
+    pub name: String,
+    pub digest: String,
+    pub source_type: String,
+    pub source: String,
+    pub schema: Option<String>,
+    pub profile: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatasetInput {
+    pub dataset: Dataset,
+    pub tags: Vec<Tag>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelOutput {
+    pub model_id: String,
+    pub step: i64,
+}
+
+/// A run with everything MLflow returns for it: latest metrics, params, tags, inputs, outputs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    pub info: RunInfo,
+    pub metrics: Vec<Metric>,
+    pub params: Vec<Tag>,
+    pub tags: Vec<Tag>,
+    pub dataset_inputs: Vec<DatasetInput>,
+    pub model_inputs: Vec<String>,
+    pub model_outputs: Vec<ModelOutput>,
+}
+
+/// What a log-batch writes, already validated by the tracking service.
+#[derive(Debug, Clone, Default)]
+pub struct RunBatch {
+    pub metrics: Vec<Metric>,
+    pub params: Vec<Tag>,
+    pub tags: Vec<Tag>,
+}
+
+/// A param that was logged before with another value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamConflict {
+    pub key: String,
+    pub old_value: String,
+    pub new_value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoggedModel {
+    pub model_id: String,
+    pub experiment_id: i64,
+    pub name: String,
+    pub artifact_uri: String,
+    pub status: String,
+    pub status_message: Option<String>,
+    pub model_type: Option<String>,
+    pub source_run_id: Option<String>,
+    pub creation_timestamp: i64,
+    pub last_updated_timestamp: i64,
+    pub lifecycle_stage: String,
+    pub tags: Vec<Tag>,
+    pub params: Vec<Tag>,
+    /// Run metrics logged with this model's id.
+    pub metrics: Vec<Metric>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegisteredModel {
+    pub name: String,
+    pub creation_timestamp: i64,
+    pub last_updated_timestamp: i64,
+    pub description: Option<String>,
+    pub user_id: Option<String>,
+    pub tags: Vec<Tag>,
+    /// `(alias, version)` pairs.
+    pub aliases: Vec<(String, i64)>,
+    /// The latest version in each stage.
+    pub latest_versions: Vec<ModelVersion>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelVersion {
+    pub name: String,
+    pub version: i64,
+    pub creation_timestamp: i64,
+    pub last_updated_timestamp: i64,
+    pub user_id: Option<String>,
+    pub current_stage: String,
+    pub description: Option<String>,
+    pub source: String,
+    pub run_id: Option<String>,
+    pub run_link: Option<String>,
+    pub model_id: Option<String>,
+    pub status: String,
+    pub status_message: Option<String>,
+    pub tags: Vec<Tag>,
+    pub aliases: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TraceInfo {
+    pub trace_id: String,
+    pub experiment_id: i64,
+    pub client_request_id: Option<String>,
+    /// Milliseconds since the epoch.
+    pub request_time: i64,
+    /// Milliseconds.
+    pub execution_duration: Option<i64>,
+    pub state: String,
+    pub request_preview: Option<String>,
+    pub response_preview: Option<String>,
+    pub metadata: Vec<Tag>,
+    pub tags: Vec<Tag>,
+}
+
+/// A page of results and the offset of the next page, if there is one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_offset: Option<i64>,
+}

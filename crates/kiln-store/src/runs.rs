@@ -1,0 +1,521 @@
+use std::collections::{BTreeSet, HashMap};
+
+use sqlx::{Any, Transaction};
+
+use crate::compile::{EntitySql, order_terms, push_clauses};
+use crate::experiments::{lifecycle_condition, page_rest};
+use crate::model::*;
+use crate::query::Search;
+use crate::sql::Sql;
+use crate::{Result, Store, StoreError, now_ms};
+
+pub(crate) const RUN_SQL: EntitySql = EntitySql {
+    id: "e.run_id",
+    attributes: &[
+        ("run_id", "e.run_id", false),
+        ("run_name", "e.run_name", false),
+        ("status", "e.status", false),
+        ("user_id", "e.user_id", false),
+        ("artifact_uri", "e.artifact_uri", false),
+        ("lifecycle_stage", "e.lifecycle_stage", false),
+        ("start_time", "e.start_time", true),
+        ("end_time", "e.end_time", true),
+    ],
+    tags: Some(("tags", "run_id")),
+    params: Some(("params", "run_id")),
+    metrics: Some(("latest_metrics", "run_id")),
+    metadata: None,
+    datasets: true,
+    side_extra: "",
+};
+
+const RUN_COLUMNS: &str = "e.run_id, e.experiment_id, e.run_name, e.user_id, e.status, e.start_time, \
+                           e.end_time, e.artifact_uri, e.lifecycle_stage";
+
+/// The tag that mirrors a run's name; MLflow keeps the two in step.
+pub const RUN_NAME_TAG: &str = "mlflow.runName";
+
+/// Rows per multi-row INSERT: well under SQLite's and PostgreSQL's bind limits.
+const INSERT_CHUNK: usize = 500;
+
+type RunInfoRow = (String, i64, String, String, String, Option<i64>, Option<i64>, String, String);
+
+fn run_info_from_row(row: RunInfoRow) -> RunInfo {
+    let (run_id, experiment_id, run_name, user_id, status, start_time, end_time, artifact_uri, lifecycle_stage) = row;
+    RunInfo { run_id, experiment_id, run_name, user_id, status, start_time, end_time, artifact_uri, lifecycle_stage }
+}
+
+type MetricRow = (String, String, Option<f64>, i64, i64, i64, Option<String>, Option<String>, Option<String>);
+
+fn metric_from_row(row: MetricRow) -> (String, Metric) {
+    let (run_id, key, value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest) = row;
+    let value = if is_nan != 0 { f64::NAN } else { value.unwrap_or(f64::NAN) };
+    (run_id, Metric { key, value, timestamp, step, model_id, dataset_name, dataset_digest })
+}
+
+/// The value as stored: NaN is NULL plus a flag, infinities are clamped as MLflow's SQL store
+/// does (JSON cannot carry them).
+fn stored_value(v: f64) -> (Option<f64>, i64) {
+    if v.is_nan() {
+        (None, 1)
+    } else if v.is_infinite() {
+        (Some(if v > 0.0 { f64::MAX } else { f64::MIN }), 0)
+    } else {
+        (Some(v), 0)
+    }
+}
+
+/// MLflow's "latest" order: larger step, then larger timestamp, then larger value (NaN lowest).
+fn metric_rank(m: &Metric) -> (i64, i64, f64) {
+    (m.step, m.timestamp, if m.value.is_nan() { f64::NEG_INFINITY } else { m.value })
+}
+
+fn newer(a: &Metric, b: &Metric) -> bool {
+    let (ra, rb) = (metric_rank(a), metric_rank(b));
+    (ra.0, ra.1) > (rb.0, rb.1) || ((ra.0, ra.1) == (rb.0, rb.1) && ra.2 > rb.2)
+}
+
+impl Store {
+    pub async fn create_run(&self, info: &RunInfo, tags: &[Tag]) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(
+            "INSERT INTO runs (run_id, experiment_id, run_name, user_id, status, start_time, end_time, \
+             artifact_uri, lifecycle_stage) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&info.run_id)
+        .bind(info.experiment_id)
+        .bind(&info.run_name)
+        .bind(&info.user_id)
+        .bind(&info.status)
+        .bind(info.start_time)
+        .bind(info.end_time)
+        .bind(&info.artifact_uri)
+        .bind(&info.lifecycle_stage)
+        .execute(&mut *tx)
+        .await
+        .map_err(crate::unique_as_exists(|| info.run_id.clone()))?;
+        upsert_tags(&mut tx, &info.run_id, tags).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn get_run_info(&self, run_id: &str) -> Result<Option<RunInfo>> {
+        let mut sql = Sql::new(&format!("SELECT {RUN_COLUMNS} FROM runs e WHERE e.run_id = "));
+        sql.bind(run_id);
+        Ok(sql.fetch_optional::<RunInfoRow, _>(&self.reader).await?.map(run_info_from_row))
+    }
+
+    pub async fn get_run(&self, run_id: &str) -> Result<Option<Run>> {
+        match self.get_run_info(run_id).await? {
+            Some(info) => Ok(self.hydrate_runs(vec![info]).await?.pop()),
+            None => Ok(None),
+        }
+    }
+
+    /// Changes the fields given; a new name also updates the `mlflow.runName` tag.
+    pub async fn update_run(
+        &self,
+        run_id: &str,
+        status: Option<&str>,
+        end_time: Option<i64>,
+        run_name: Option<&str>,
+    ) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        let mut sql = Sql::new("UPDATE runs SET run_id = run_id");
+        if let Some(s) = status {
+            sql.push(", status = ").bind(s);
+        }
+        if let Some(t) = end_time {
+            sql.push(", end_time = ").bind(t);
+        }
+        if let Some(n) = run_name {
+            sql.push(", run_name = ").bind(n);
+        }
+        sql.push(" WHERE run_id = ").bind(run_id);
+        if sql.execute(&mut *tx).await? == 0 {
+            return Err(StoreError::NotFound(run_id.to_string()));
+        }
+        if let Some(n) = run_name {
+            upsert_tags(&mut tx, run_id, &[Tag::new(RUN_NAME_TAG, n)]).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn set_run_lifecycle(&self, run_id: &str, deleted: bool) -> Result<()> {
+        let (stage, time) = if deleted { (DELETED, Some(now_ms())) } else { (ACTIVE, None) };
+        let n = sqlx::query("UPDATE runs SET lifecycle_stage = $1, deleted_time = $2 WHERE run_id = $3")
+            .bind(stage)
+            .bind(time)
+            .bind(run_id)
+            .execute(&self.writer)
+            .await?;
+        if n.rows_affected() == 0 {
+            return Err(StoreError::NotFound(run_id.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Writes a validated batch atomically: params must be new or identical (otherwise nothing
+    /// is written and the first conflict comes back), tags upsert, metrics append.
+    pub async fn log_batch(&self, run_id: &str, batch: &RunBatch) -> Result<Option<ParamConflict>> {
+        let mut tx = self.writer.begin().await?;
+        if !batch.params.is_empty() {
+            let keys: Vec<String> = batch.params.iter().map(|p| p.key.clone()).collect();
+            let mut sql = Sql::new("SELECT key, value FROM params WHERE run_id = ");
+            sql.bind(run_id).push(" AND key IN ").bind_list(&keys);
+            let existing: HashMap<String, String> =
+                sql.fetch_all::<(String, String), _>(&mut *tx).await?.into_iter().collect();
+            for p in &batch.params {
+                if let Some(old) = existing.get(&p.key).filter(|old| **old != p.value) {
+                    return Ok(Some(ParamConflict {
+                        key: p.key.clone(),
+                        old_value: old.clone(),
+                        new_value: p.value.clone(),
+                    }));
+                }
+            }
+            for chunk in batch.params.chunks(INSERT_CHUNK) {
+                let mut sql = Sql::new("INSERT INTO params (run_id, key, value) VALUES ");
+                for (i, p) in chunk.iter().enumerate() {
+                    sql.push(if i == 0 { "(" } else { ", (" });
+                    sql.bind(run_id).push(", ").bind(&p.key).push(", ").bind(&p.value).push(")");
+                }
+                sql.push(" ON CONFLICT DO NOTHING");
+                sql.execute(&mut *tx).await?;
+            }
+        }
+        upsert_tags(&mut tx, run_id, &batch.tags).await?;
+        insert_metrics(&mut tx, run_id, &batch.metrics).await?;
+        tx.commit().await?;
+        Ok(None)
+    }
+
+    /// Returns whether the tag existed.
+    pub async fn delete_run_tag(&self, run_id: &str, key: &str) -> Result<bool> {
+        let n = sqlx::query("DELETE FROM tags WHERE run_id = $1 AND key = $2")
+            .bind(run_id)
+            .bind(key)
+            .execute(&self.writer)
+            .await?;
+        Ok(n.rows_affected() > 0)
+    }
+
+    pub async fn log_inputs(&self, run_id: &str, datasets: &[DatasetInput], models: &[String]) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        for input in datasets {
+            let context = input.tags.iter().find(|t| t.key == "mlflow.data.context").map(|t| t.value.clone());
+            let tags_json = serde_json::to_string(&input.tags).unwrap_or_else(|_| "[]".into());
+            let d = &input.dataset;
+            sqlx::query(
+                "INSERT INTO run_dataset_inputs (run_id, name, digest, source_type, source, schema, profile, \
+                 context, tags_json) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+            )
+            .bind(run_id)
+            .bind(&d.name)
+            .bind(&d.digest)
+            .bind(&d.source_type)
+            .bind(&d.source)
+            .bind(d.schema.as_deref())
+            .bind(d.profile.as_deref())
+            .bind(context)
+            .bind(tags_json)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for model_id in models {
+            sqlx::query(
+                "INSERT INTO run_model_io (run_id, direction, model_id, step) VALUES ($1, 'input', $2, 0) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(run_id)
+            .bind(model_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn log_outputs(&self, run_id: &str, models: &[ModelOutput]) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        for m in models {
+            sqlx::query(
+                "INSERT INTO run_model_io (run_id, direction, model_id, step) VALUES ($1, 'output', $2, $3) \
+                 ON CONFLICT (run_id, direction, model_id) DO UPDATE SET step = excluded.step",
+            )
+            .bind(run_id)
+            .bind(&m.model_id)
+            .bind(m.step)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Runs of the given experiments matching the search, fully hydrated.
+    pub async fn search_runs(&self, experiment_ids: &[i64], search: &Search) -> Result<Page<Run>> {
+        if experiment_ids.is_empty() {
+            return Ok(Page { items: Vec::new(), next_offset: None });
+        }
+        let mut sql = Sql::new(&format!("SELECT {RUN_COLUMNS} FROM runs e"));
+        let mut order = order_terms(&RUN_SQL, &search.order_by, &mut sql)?;
+        sql.push(" WHERE e.experiment_id IN ").bind_list(experiment_ids);
+        sql.push(&lifecycle_condition("e.lifecycle_stage", search.view));
+        push_clauses(&mut sql, &RUN_SQL, &search.clauses, self.dialect)?;
+        order.push("(e.start_time IS NULL) ASC, e.start_time DESC".into());
+        order.push("e.run_id ASC".into());
+        sql.push(" ORDER BY ").push(&order.join(", "));
+        sql.push(" LIMIT ").bind(search.limit + 1).push(" OFFSET ").bind(search.offset);
+        let rows: Vec<RunInfoRow> = sql.fetch_all(&self.reader).await?;
+        let mut infos: Vec<RunInfo> = rows.into_iter().map(run_info_from_row).collect();
+        let next_offset = page_rest(&mut infos, search);
+        Ok(Page { items: self.hydrate_runs(infos).await?, next_offset })
+    }
+
+    /// Fills in latest metrics, params, tags, inputs and outputs with one query per side table.
+    async fn hydrate_runs(&self, infos: Vec<RunInfo>) -> Result<Vec<Run>> {
+        if infos.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = infos.iter().map(|r| r.run_id.clone()).collect();
+        let mut params: HashMap<String, Vec<Tag>> = HashMap::new();
+        let mut tags: HashMap<String, Vec<Tag>> = HashMap::new();
+        let mut metrics: HashMap<String, Vec<Metric>> = HashMap::new();
+        let mut datasets: HashMap<String, Vec<DatasetInput>> = HashMap::new();
+        let mut model_inputs: HashMap<String, Vec<String>> = HashMap::new();
+        let mut model_outputs: HashMap<String, Vec<ModelOutput>> = HashMap::new();
+        // Chunked so a 50k-run page stays inside the databases' bind limits.
+        for chunk in ids.chunks(5000) {
+            for (table, target) in [("params", &mut params), ("tags", &mut tags)] {
+                let mut sql = Sql::new(&format!("SELECT run_id, key, value FROM {table} WHERE run_id IN "));
+                sql.bind_list(chunk).push(" ORDER BY key");
+                for (run_id, key, value) in sql.fetch_all::<(String, String, String), _>(&self.reader).await? {
+                    target.entry(run_id).or_default().push(Tag { key, value });
+                }
+            }
+            let mut sql = Sql::new(
+                "SELECT run_id, key, value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest \
+                 FROM latest_metrics WHERE run_id IN ",
+            );
+            sql.bind_list(chunk).push(" ORDER BY key");
+            for row in sql.fetch_all::<MetricRow, _>(&self.reader).await? {
+                let (run_id, m) = metric_from_row(row);
+                metrics.entry(run_id).or_default().push(m);
+            }
+            let mut sql = Sql::new(
+                "SELECT run_id, name, digest, source_type, source, schema, profile, tags_json \
+                 FROM run_dataset_inputs WHERE run_id IN ",
+            );
+            sql.bind_list(chunk).push(" ORDER BY name, digest");
+            type Row = (String, String, String, String, String, Option<String>, Option<String>, String);
+            for (run_id, name, digest, source_type, source, schema, profile, tags_json) in
+                sql.fetch_all::<Row, _>(&self.reader).await?
+            {
+                datasets.entry(run_id).or_default().push(DatasetInput {
+                    dataset: Dataset { name, digest, source_type, source, schema, profile },
+                    tags: serde_json::from_str(&tags_json).unwrap_or_default(),
+                });
+            }
+            let mut sql = Sql::new("SELECT run_id, direction, model_id, step FROM run_model_io WHERE run_id IN ");
+            sql.bind_list(chunk).push(" ORDER BY model_id");
+            for (run_id, direction, model_id, step) in
+                sql.fetch_all::<(String, String, String, i64), _>(&self.reader).await?
+            {
+                if direction == "input" {
+                    model_inputs.entry(run_id).or_default().push(model_id);
+                } else {
+                    model_outputs.entry(run_id).or_default().push(ModelOutput { model_id, step });
+                }
+            }
+        }
+        Ok(infos
+            .into_iter()
+            .map(|info| {
+                let id = info.run_id.clone();
+                Run {
+                    info,
+                    metrics: metrics.remove(&id).unwrap_or_default(),
+                    params: params.remove(&id).unwrap_or_default(),
+                    tags: tags.remove(&id).unwrap_or_default(),
+                    dataset_inputs: datasets.remove(&id).unwrap_or_default(),
+                    model_inputs: model_inputs.remove(&id).unwrap_or_default(),
+                    model_outputs: model_outputs.remove(&id).unwrap_or_default(),
+                }
+            })
+            .collect())
+    }
+
+    /// One page of a metric's history, in step then timestamp order.
+    pub async fn metric_history(
+        &self,
+        run_id: &str,
+        key: &str,
+        offset: i64,
+        limit: Option<i64>,
+    ) -> Result<Page<Metric>> {
+        let mut sql = Sql::new(
+            "SELECT run_id, key, value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest \
+             FROM metrics WHERE run_id = ",
+        );
+        sql.bind(run_id).push(" AND key = ").bind(key).push(" ORDER BY step, timestamp");
+        if let Some(limit) = limit {
+            sql.push(" LIMIT ").bind(limit + 1).push(" OFFSET ").bind(offset);
+        }
+        let rows: Vec<MetricRow> = sql.fetch_all(&self.reader).await?;
+        let mut items: Vec<Metric> = rows.into_iter().map(|r| metric_from_row(r).1).collect();
+        let next_offset = match limit {
+            Some(limit) if items.len() as i64 > limit => {
+                items.truncate(limit as usize);
+                Some(offset + limit)
+            }
+            _ => None,
+        };
+        Ok(Page { items, next_offset })
+    }
+
+    /// Points of `key` for several runs at a sample of at most `max_results` steps within
+    /// `[start_step, end_step]`, always keeping the first and last step.
+    pub async fn metric_history_sampled(
+        &self,
+        run_ids: &[String],
+        key: &str,
+        steps: Option<(i64, i64)>,
+        max_results: usize,
+    ) -> Result<Vec<RunMetric>> {
+        let mut sql = Sql::new("SELECT DISTINCT step FROM metrics WHERE run_id IN ");
+        sql.bind_list(run_ids).push(" AND key = ").bind(key);
+        if let Some((start, end)) = steps {
+            sql.push(" AND step >= ").bind(start).push(" AND step <= ").bind(end);
+        }
+        sql.push(" ORDER BY step");
+        let all: Vec<(i64,)> = sql.fetch_all(&self.reader).await?;
+        let sampled = sample_steps(&all.iter().map(|s| s.0).collect::<Vec<_>>(), max_results);
+        let mut out = Vec::new();
+        for chunk in sampled.chunks(2000) {
+            let mut sql = Sql::new(
+                "SELECT run_id, key, value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest \
+                 FROM metrics WHERE run_id IN ",
+            );
+            sql.bind_list(run_ids).push(" AND key = ").bind(key).push(" AND step IN ").bind_list(chunk);
+            sql.push(" ORDER BY run_id, step, timestamp");
+            for row in sql.fetch_all::<MetricRow, _>(&self.reader).await? {
+                let (run_id, metric) = metric_from_row(row);
+                out.push(RunMetric { run_id, metric });
+            }
+        }
+        out.sort_by(|a, b| {
+            (&a.run_id, a.metric.step, a.metric.timestamp).cmp(&(&b.run_id, b.metric.step, b.metric.timestamp))
+        });
+        Ok(out)
+    }
+}
+
+/// Evenly spaced steps, including the first and the last.
+fn sample_steps(steps: &[i64], max: usize) -> Vec<i64> {
+    if steps.len() <= max {
+        return steps.to_vec();
+    }
+    match max {
+        0 => Vec::new(),
+        1 => vec![steps[steps.len() - 1]],
+        _ => {
+            let last = steps.len() - 1;
+            let picked: BTreeSet<i64> = (0..max).map(|i| steps[i * last / (max - 1)]).collect();
+            picked.into_iter().collect()
+        }
+    }
+}
+
+async fn upsert_tags(tx: &mut Transaction<'_, Any>, run_id: &str, tags: &[Tag]) -> Result<()> {
+    for chunk in tags.chunks(INSERT_CHUNK) {
+        // The last value for a key wins, and PostgreSQL refuses a key twice in one upsert.
+        let mut dedup: Vec<&Tag> = Vec::with_capacity(chunk.len());
+        for t in chunk {
+            if let Some(existing) = dedup.iter_mut().find(|e| e.key == t.key) {
+                *existing = t;
+            } else {
+                dedup.push(t);
+            }
+        }
+        let mut sql = Sql::new("INSERT INTO tags (run_id, key, value) VALUES ");
+        for (i, t) in dedup.iter().enumerate() {
+            sql.push(if i == 0 { "(" } else { ", (" });
+            sql.bind(run_id).push(", ").bind(&t.key).push(", ").bind(&t.value).push(")");
+        }
+        sql.push(" ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value");
+        sql.execute(&mut **tx).await?;
+        if let Some(name) = dedup.iter().rev().find(|t| t.key == RUN_NAME_TAG) {
+            sqlx::query("UPDATE runs SET run_name = $1 WHERE run_id = $2")
+                .bind(&name.value)
+                .bind(run_id)
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn insert_metrics(tx: &mut Transaction<'_, Any>, run_id: &str, metrics: &[Metric]) -> Result<()> {
+    if metrics.is_empty() {
+        return Ok(());
+    }
+    for chunk in metrics.chunks(INSERT_CHUNK) {
+        let mut sql = Sql::new(
+            "INSERT INTO metrics (run_id, key, step, timestamp, value, is_nan, model_id, dataset_name, \
+             dataset_digest) VALUES ",
+        );
+        for (i, m) in chunk.iter().enumerate() {
+            let (value, is_nan) = stored_value(m.value);
+            sql.push(if i == 0 { "(" } else { ", (" });
+            sql.bind(run_id).push(", ").bind(&m.key).push(", ").bind(m.step).push(", ").bind(m.timestamp);
+            sql.push(", ");
+            match value {
+                Some(v) => sql.bind(v),
+                None => sql.push("NULL"),
+            };
+            sql.push(", ").bind(is_nan).push(", ").bind(m.model_id.clone());
+            sql.push(", ").bind(m.dataset_name.clone()).push(", ").bind(m.dataset_digest.clone()).push(")");
+        }
+        sql.push(" ON CONFLICT DO NOTHING");
+        sql.execute(&mut **tx).await?;
+    }
+    // The newest point per key in this batch, then one conditional upsert per key.
+    let mut latest: Vec<&Metric> = Vec::new();
+    for m in metrics {
+        match latest.iter_mut().find(|l| l.key == m.key) {
+            Some(l) if newer(m, l) => *l = m,
+            Some(_) => {}
+            None => latest.push(m),
+        }
+    }
+    for chunk in latest.chunks(INSERT_CHUNK) {
+        let mut sql = Sql::new(
+            "INSERT INTO latest_metrics (run_id, key, step, timestamp, value, is_nan, model_id, \
+             dataset_name, dataset_digest) VALUES ",
+        );
+        for (i, m) in chunk.iter().enumerate() {
+            let (value, is_nan) = stored_value(m.value);
+            sql.push(if i == 0 { "(" } else { ", (" });
+            sql.bind(run_id).push(", ").bind(&m.key).push(", ").bind(m.step).push(", ").bind(m.timestamp);
+            sql.push(", ");
+            match value {
+                Some(v) => sql.bind(v),
+                None => sql.push("NULL"),
+            };
+            sql.push(", ").bind(is_nan).push(", ").bind(m.model_id.clone());
+            sql.push(", ").bind(m.dataset_name.clone()).push(", ").bind(m.dataset_digest.clone()).push(")");
+        }
+        sql.push(
+            " ON CONFLICT (run_id, key) DO UPDATE SET step = excluded.step, timestamp = excluded.timestamp, \
+             value = excluded.value, is_nan = excluded.is_nan, model_id = excluded.model_id, \
+             dataset_name = excluded.dataset_name, dataset_digest = excluded.dataset_digest \
+             WHERE excluded.step > latest_metrics.step OR (excluded.step = latest_metrics.step AND \
+             (excluded.timestamp > latest_metrics.timestamp OR (excluded.timestamp = latest_metrics.timestamp \
+             AND COALESCE(excluded.value, -1.0e308) > COALESCE(latest_metrics.value, -1.0e308))))",
+        );
+        sql.execute(&mut **tx).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,360 @@
+//! The store test suite. Every test runs on SQLite and, when `KILN_TEST_POSTGRES_URL` names a
+//! server (the test script starts one), on PostgreSQL in a fresh database of its own.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use kiln_store::*;
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+struct Backend {
+    name: &'static str,
+    store: Store,
+    _dir: Option<tempfile::TempDir>,
+}
+
+async fn backends() -> Vec<Backend> {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("kiln.db").display());
+    let mut out = vec![Backend { name: "sqlite", store: Store::connect(&url).await.unwrap(), _dir: Some(dir) }];
+    match std::env::var("KILN_TEST_POSTGRES_URL") {
+        Ok(base) if !base.is_empty() => {
+            let db = format!("kiln_t{}_{}_{}", std::process::id(), now_ms(), COUNTER.fetch_add(1, Ordering::SeqCst));
+            sqlx::any::install_default_drivers();
+            let mut admin = <sqlx::AnyConnection as sqlx::Connection>::connect(&base).await.unwrap();
+            sqlx::Executor::execute(&mut admin, sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}"))).await.unwrap();
+            let url = match base.rsplit_once('/') {
+                Some((head, _)) => format!("{head}/{db}"),
+                None => panic!("KILN_TEST_POSTGRES_URL must end with /DATABASE"),
+            };
+            out.push(Backend { name: "postgres", store: Store::connect(&url).await.unwrap(), _dir: None });
+        }
+        _ => assert!(
+            std::env::var("KILN_REQUIRE_POSTGRES").is_err(),
+            "KILN_REQUIRE_POSTGRES is set but KILN_TEST_POSTGRES_URL is not"
+        ),
+    }
+    out
+}
+
+fn run_info(id: &str, experiment_id: i64, start: i64) -> RunInfo {
+    RunInfo {
+        run_id: id.into(),
+        experiment_id,
+        run_name: format!("name-{id}"),
+        user_id: "u".into(),
+        status: "RUNNING".into(),
+        start_time: Some(start),
+        end_time: None,
+        artifact_uri: format!("mlflow-artifacts:/{experiment_id}/{id}/artifacts"),
+        lifecycle_stage: ACTIVE.into(),
+    }
+}
+
+fn metric(key: &str, value: f64, step: i64, timestamp: i64) -> Metric {
+    Metric { key: key.into(), value, timestamp, step, model_id: None, dataset_name: None, dataset_digest: None }
+}
+
+fn search(clauses: Vec<Clause>, order_by: Vec<OrderKey>) -> Search {
+    Search { clauses, order_by, limit: 100, ..Default::default() }
+}
+
+fn clause(target: Target, op: Op, value: Value) -> Clause {
+    Clause { target, op, value }
+}
+
+fn ids(page: &Page<Run>) -> Vec<String> {
+    page.items.iter().map(|r| r.info.run_id.clone()).collect()
+}
+
+#[tokio::test]
+async fn experiments_are_created_found_renamed_and_soft_deleted() {
+    for b in backends().await {
+        let s = &b.store;
+        s.ensure_default_experiment("Default", "mlflow-artifacts:/0").await.unwrap();
+        s.ensure_default_experiment("Default", "mlflow-artifacts:/0").await.unwrap();
+        let id = s.create_experiment("exp", "mlflow-artifacts:/", &[Tag::new("team", "a")]).await.unwrap();
+        assert_eq!(id, 1, "{}", b.name);
+        let e = s.get_experiment(id).await.unwrap().unwrap();
+        assert_eq!(e.artifact_location, "mlflow-artifacts:/1");
+        assert_eq!(e.tags, vec![Tag::new("team", "a")]);
+        assert!(matches!(s.create_experiment("exp", "x/", &[]).await, Err(StoreError::AlreadyExists(_))));
+        s.rename_experiment(id, "renamed").await.unwrap();
+        assert!(s.get_experiment_by_name("exp").await.unwrap().is_none());
+        assert_eq!(s.get_experiment_by_name("renamed").await.unwrap().unwrap().experiment_id, id);
+        s.create_run(&run_info("r1", id, 1), &[]).await.unwrap();
+        s.set_experiment_lifecycle(id, true).await.unwrap();
+        assert_eq!(s.get_run_info("r1").await.unwrap().unwrap().lifecycle_stage, DELETED, "{}", b.name);
+        let active = s.search_experiments(&search(vec![], vec![])).await.unwrap();
+        assert_eq!(active.items.len(), 1, "only Default stays active on {}", b.name);
+        s.set_experiment_lifecycle(id, false).await.unwrap();
+        assert_eq!(s.get_run_info("r1").await.unwrap().unwrap().lifecycle_stage, ACTIVE);
+        // Filters: name LIKE is case-sensitive, ILIKE is not; tags; ids IN.
+        let like =
+            |p: &str, op| search(vec![clause(Target::Attribute("name".into()), op, Value::Str(p.into()))], vec![]);
+        assert_eq!(s.search_experiments(&like("ren%", Op::Like)).await.unwrap().items.len(), 1);
+        assert_eq!(s.search_experiments(&like("REN%", Op::Like)).await.unwrap().items.len(), 0, "{}", b.name);
+        assert_eq!(s.search_experiments(&like("REN%", Op::ILike)).await.unwrap().items.len(), 1);
+        let by_tag = search(vec![clause(Target::Tag("team".into()), Op::Eq, Value::Str("a".into()))], vec![]);
+        assert_eq!(s.search_experiments(&by_tag).await.unwrap().items[0].experiment_id, id);
+        assert!(s.delete_experiment_tag(id, "team").await.unwrap());
+        assert!(!s.delete_experiment_tag(id, "team").await.unwrap());
+    }
+}
+
+#[tokio::test]
+async fn log_batch_keeps_params_immutable_and_metrics_latest() {
+    for b in backends().await {
+        let s = &b.store;
+        let exp = s.create_experiment("e", "mlflow-artifacts:/", &[]).await.unwrap();
+        s.create_run(&run_info("r", exp, 10), &[Tag::new("mlflow.runName", "first")]).await.unwrap();
+        let batch = RunBatch {
+            metrics: vec![metric("loss", 3.0, 0, 100), metric("loss", 2.0, 1, 90), metric("loss", 9.0, 0, 200)],
+            params: vec![Tag::new("lr", "0.1")],
+            tags: vec![Tag::new("t", "1"), Tag::new("t", "2")],
+        };
+        assert_eq!(s.log_batch("r", &batch).await.unwrap(), None);
+        // Re-logging the same param is fine; a new value is a conflict and writes nothing.
+        assert_eq!(
+            s.log_batch("r", &RunBatch { params: vec![Tag::new("lr", "0.1")], ..Default::default() }).await.unwrap(),
+            None
+        );
+        let conflict = RunBatch {
+            params: vec![Tag::new("lr", "0.2")],
+            metrics: vec![metric("other", 1.0, 0, 1)],
+            ..Default::default()
+        };
+        let c = s.log_batch("r", &conflict).await.unwrap().unwrap();
+        assert_eq!((c.old_value.as_str(), c.new_value.as_str()), ("0.1", "0.2"));
+        let run = s.get_run("r").await.unwrap().unwrap();
+        assert_eq!(run.metrics.len(), 1, "the conflicting batch wrote nothing on {}", b.name);
+        // Latest = largest step, then timestamp: step 1 wins although its timestamp is older.
+        assert_eq!((run.metrics[0].value, run.metrics[0].step), (2.0, 1), "{}", b.name);
+        assert_eq!(run.tags.iter().find(|t| t.key == "t").unwrap().value, "2");
+        // Identical points are stored once; NaN and infinities survive.
+        s.log_batch("r", &RunBatch { metrics: vec![metric("loss", 2.0, 1, 90)], ..Default::default() }).await.unwrap();
+        s.log_batch(
+            "r",
+            &RunBatch {
+                metrics: vec![metric("odd", f64::NAN, 0, 1), metric("big", f64::INFINITY, 0, 1)],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let history = s.metric_history("r", "loss", 0, None).await.unwrap();
+        let steps: Vec<(i64, i64)> = history.items.iter().map(|m| (m.step, m.timestamp)).collect();
+        assert_eq!(steps, vec![(0, 100), (0, 200), (1, 90)], "{}", b.name);
+        let run = s.get_run("r").await.unwrap().unwrap();
+        assert!(run.metrics.iter().find(|m| m.key == "odd").unwrap().value.is_nan());
+        assert_eq!(run.metrics.iter().find(|m| m.key == "big").unwrap().value, f64::MAX);
+        // A runName tag renames the run.
+        s.log_batch("r", &RunBatch { tags: vec![Tag::new("mlflow.runName", "second")], ..Default::default() })
+            .await
+            .unwrap();
+        assert_eq!(s.get_run_info("r").await.unwrap().unwrap().run_name, "second");
+        assert!(s.delete_run_tag("r", "t").await.unwrap());
+        assert!(!s.delete_run_tag("r", "t").await.unwrap());
+    }
+}
+
+#[tokio::test]
+async fn run_search_filters_orders_and_pages() {
+    for b in backends().await {
+        let s = &b.store;
+        let exp = s.create_experiment("e", "mlflow-artifacts:/", &[]).await.unwrap();
+        for i in 0..10i64 {
+            let id = format!("run{i}");
+            s.create_run(&run_info(&id, exp, 1000), &[]).await.unwrap();
+            let mut batch = RunBatch {
+                params: vec![Tag::new("p", if i % 2 == 0 { "Even" } else { "odd" })],
+                tags: vec![Tag::new("k", format!("v{i}"))],
+                ..Default::default()
+            };
+            if i < 8 {
+                batch.metrics.push(metric("m", i as f64 / 10.0, 0, 1));
+            }
+            s.log_batch(&id, &batch).await.unwrap();
+        }
+        let m = |op, v| clause(Target::Metric("m".into()), op, Value::Number(v));
+        let got = s.search_runs(&[exp], &search(vec![m(Op::Gt, 0.45)], vec![])).await.unwrap();
+        assert_eq!(ids(&got), vec!["run5", "run6", "run7"], "{}", b.name);
+        let p = |op, v: &str| clause(Target::Param("p".into()), op, Value::Str(v.into()));
+        assert_eq!(s.search_runs(&[exp], &search(vec![p(Op::Like, "E%")], vec![])).await.unwrap().items.len(), 5);
+        assert_eq!(
+            s.search_runs(&[exp], &search(vec![p(Op::Like, "e%")], vec![])).await.unwrap().items.len(),
+            0,
+            "{}",
+            b.name
+        );
+        assert_eq!(s.search_runs(&[exp], &search(vec![p(Op::ILike, "e%")], vec![])).await.unwrap().items.len(), 5);
+        let missing = clause(Target::Tag("nope".into()), Op::IsNull, Value::None);
+        assert_eq!(s.search_runs(&[exp], &search(vec![missing], vec![])).await.unwrap().items.len(), 10);
+        let ne = clause(Target::Tag("nope".into()), Op::Ne, Value::Str("x".into()));
+        assert_eq!(
+            s.search_runs(&[exp], &search(vec![ne], vec![])).await.unwrap().items.len(),
+            0,
+            "!= excludes runs lacking the tag"
+        );
+        let in_ids =
+            clause(Target::Attribute("run_id".into()), Op::In, Value::List(vec!["run1".into(), "run3".into()]));
+        assert_eq!(ids(&s.search_runs(&[exp], &search(vec![in_ids], vec![])).await.unwrap()), vec!["run1", "run3"]);
+        // Order by metric descending: runs lacking it come last in either direction.
+        let desc = OrderKey { target: Target::Metric("m".into()), ascending: false };
+        let got = s.search_runs(&[exp], &search(vec![], vec![desc])).await.unwrap();
+        assert_eq!(&ids(&got)[..2], &["run7", "run6"]);
+        assert_eq!(&ids(&got)[8..], &["run8", "run9"], "{}", b.name);
+        // Pages of 3 in run_id order under equal start times.
+        let mut all = Vec::new();
+        let mut offset = 0;
+        loop {
+            let page = s.search_runs(&[exp], &Search { limit: 3, offset, ..Default::default() }).await.unwrap();
+            all.extend(ids(&page));
+            match page.next_offset {
+                Some(o) => offset = o,
+                None => break,
+            }
+        }
+        assert_eq!(all, (0..10).map(|i| format!("run{i}")).collect::<Vec<_>>());
+        s.set_run_lifecycle("run0", true).await.unwrap();
+        assert_eq!(s.search_runs(&[exp], &search(vec![], vec![])).await.unwrap().items.len(), 9);
+        let deleted = Search { view: ViewType::DeletedOnly, limit: 10, ..Default::default() };
+        assert_eq!(ids(&s.search_runs(&[exp], &deleted).await.unwrap()), vec!["run0"]);
+    }
+}
+
+#[tokio::test]
+async fn metric_history_pages_and_samples() {
+    for b in backends().await {
+        let s = &b.store;
+        let exp = s.create_experiment("e", "mlflow-artifacts:/", &[]).await.unwrap();
+        s.create_run(&run_info("r", exp, 1), &[]).await.unwrap();
+        let points: Vec<Metric> = (0..1000).map(|i| metric("m", i as f64, i, i)).collect();
+        s.log_batch("r", &RunBatch { metrics: points, ..Default::default() }).await.unwrap();
+        let first = s.metric_history("r", "m", 0, Some(400)).await.unwrap();
+        assert_eq!((first.items.len(), first.next_offset), (400, Some(400)));
+        let last = s.metric_history("r", "m", 800, Some(400)).await.unwrap();
+        assert_eq!((last.items.len(), last.next_offset), (200, None));
+        let sampled = s.metric_history_sampled(&["r".to_string()], "m", None, 10).await.unwrap();
+        let steps: Vec<i64> = sampled.iter().map(|m| m.metric.step).collect();
+        assert_eq!(steps.len(), 10, "{}", b.name);
+        assert_eq!((steps[0], steps[9]), (0, 999));
+        let window = s.metric_history_sampled(&["r".to_string()], "m", Some((10, 20)), 100).await.unwrap();
+        assert_eq!(window.len(), 11);
+    }
+}
+
+#[tokio::test]
+async fn fifty_concurrent_writers_lose_nothing() {
+    for b in backends().await {
+        let s = b.store.clone();
+        let exp = s.create_experiment("e", "mlflow-artifacts:/", &[]).await.unwrap();
+        s.create_run(&run_info("shared", exp, 1), &[]).await.unwrap();
+        let mut tasks = Vec::new();
+        for w in 0..50i64 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                let own = format!("w{w}");
+                s.create_run(&run_info(&own, exp, 1), &[]).await?;
+                for i in 0..20i64 {
+                    let m = RunBatch { metrics: vec![metric("m", i as f64, i, w * 100 + i)], ..Default::default() };
+                    s.log_batch(&own, &m).await?;
+                    s.log_batch("shared", &m).await?;
+                }
+                s.log_batch("shared", &RunBatch { params: vec![Tag::new(format!("p{w}"), "v")], ..Default::default() })
+                    .await?;
+                Ok::<_, StoreError>(())
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap_or_else(|e| panic!("writer failed on {}: {e}", b.name));
+        }
+        assert_eq!(s.metric_history("shared", "m", 0, None).await.unwrap().items.len(), 50 * 20);
+        assert_eq!(s.get_run("shared").await.unwrap().unwrap().params.len(), 50);
+        for w in 0..50 {
+            assert_eq!(s.metric_history(&format!("w{w}"), "m", 0, None).await.unwrap().items.len(), 20);
+        }
+    }
+}
+
+#[tokio::test]
+async fn registry_versions_aliases_stages_and_cascades() {
+    for b in backends().await {
+        let s = &b.store;
+        s.create_registered_model("m", Some("d"), None, &[Tag::new("k", "v")]).await.unwrap();
+        assert!(matches!(s.create_registered_model("m", None, None, &[]).await, Err(StoreError::AlreadyExists(_))));
+        for _ in 0..3 {
+            let v = NewModelVersion { name: "m".into(), source: "models:/m-1".into(), ..Default::default() };
+            s.create_model_version(&v).await.unwrap();
+        }
+        assert_eq!(s.get_model_version("m", 3).await.unwrap().unwrap().status, "READY");
+        s.transition_model_version_stage("m", 1, "Production", false).await.unwrap();
+        s.transition_model_version_stage("m", 2, "Production", true).await.unwrap();
+        assert_eq!(s.get_model_version("m", 1).await.unwrap().unwrap().current_stage, "Archived", "{}", b.name);
+        let latest = s.latest_model_versions("m", &["Production".into()]).await.unwrap();
+        assert_eq!(latest.iter().map(|v| v.version).collect::<Vec<_>>(), vec![2]);
+        s.set_registered_model_alias("m", "champion", 3).await.unwrap();
+        assert_eq!(s.alias_version("m", "champion").await.unwrap(), Some(3));
+        let model = s.get_registered_model("m").await.unwrap().unwrap();
+        assert_eq!(model.aliases, vec![("champion".to_string(), 3)]);
+        let stages: Vec<&str> = model.latest_versions.iter().map(|v| v.current_stage.as_str()).collect();
+        assert_eq!(stages, vec!["Archived", "Production", "None"], "{}", b.name);
+        s.delete_model_version("m", 3).await.unwrap();
+        assert_eq!(s.alias_version("m", "champion").await.unwrap(), None, "deleting a version drops its aliases");
+        s.rename_registered_model("m", "n").await.unwrap();
+        assert_eq!(s.get_model_version("n", 2).await.unwrap().unwrap().name, "n");
+        // The prompt clause MLflow's client always adds matches models without the tag.
+        let not_prompt =
+            clause(Target::Tag("mlflow.prompt.is_prompt".into()), Op::NeOrMissing, Value::Str("true".into()));
+        assert_eq!(s.search_registered_models(&search(vec![not_prompt], vec![])).await.unwrap().items.len(), 1);
+        let by_name = clause(Target::Attribute("name".into()), Op::Eq, Value::Str("n".into()));
+        assert_eq!(s.search_model_versions(&search(vec![by_name], vec![])).await.unwrap().items.len(), 2);
+        s.delete_registered_model("n").await.unwrap();
+        assert!(s.get_model_version("n", 2).await.unwrap().is_none());
+    }
+}
+
+#[tokio::test]
+async fn logged_models_and_traces() {
+    for b in backends().await {
+        let s = &b.store;
+        let exp = s.create_experiment("e", "mlflow-artifacts:/", &[]).await.unwrap();
+        let new = NewLoggedModel {
+            model_id: "m-1".into(),
+            experiment_id: exp,
+            name: "model".into(),
+            artifact_uri: "mlflow-artifacts:/1/models/m-1/artifacts".into(),
+            model_type: None,
+            source_run_id: None,
+            params: vec![Tag::new("alpha", "1")],
+            tags: vec![Tag::new("t", "x")],
+        };
+        s.create_logged_model(&new).await.unwrap();
+        s.set_logged_model_status("m-1", "LOGGED_MODEL_READY", None).await.unwrap();
+        let m = s.get_logged_model("m-1").await.unwrap().unwrap();
+        assert_eq!((m.status.as_str(), m.params.len(), m.tags.len()), ("LOGGED_MODEL_READY", 1, 1));
+        let by_name = clause(Target::Attribute("name".into()), Op::Eq, Value::Str("model".into()));
+        assert_eq!(s.search_logged_models(&[exp], &search(vec![by_name], vec![])).await.unwrap().items.len(), 1);
+        s.delete_logged_model("m-1").await.unwrap();
+        assert!(s.get_logged_model("m-1").await.unwrap().is_none());
+
+        let trace = TraceInfo {
+            trace_id: "tr-1".into(),
+            experiment_id: exp,
+            client_request_id: None,
+            request_time: 5,
+            execution_duration: Some(3),
+            state: "OK".into(),
+            request_preview: Some("in".into()),
+            response_preview: None,
+            metadata: vec![Tag::new("mlflow.user", "me")],
+            tags: vec![Tag::new("mlflow.traceName", "f")],
+        };
+        s.put_trace(&trace).await.unwrap();
+        assert_eq!(s.get_trace("tr-1").await.unwrap().unwrap(), trace, "{}", b.name);
+        let named = clause(Target::Tag("mlflow.traceName".into()), Op::Eq, Value::Str("f".into()));
+        assert_eq!(s.search_traces(&[exp], &search(vec![named], vec![])).await.unwrap().items.len(), 1);
+        assert_eq!(s.delete_traces(exp, &[], Some(10), None).await.unwrap(), vec!["tr-1".to_string()]);
+        assert!(s.get_trace("tr-1").await.unwrap().is_none());
+    }
+}

@@ -1,0 +1,25 @@
+//! `kiln`: the workspace server (`kiln up`) and the client commands that talk to it.
+
+mod cli;
+mod output;
+mod up;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let args = cli::Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(cli::run(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            output::print_error(&e);
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! Everything users see printed goes through here: results as JSON, YAML or a table, and
+//! errors in one format.
+
+use anyhow::Result;
+use clap::ValueEnum;
+use kiln_api::{Experiment, Model, Run};
+use serde::Serialize;
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Json,
+    Yaml,
+}
+
+pub fn print_error(e: &anyhow::Error) {
+    eprintln!("error: {e}");
+    for cause in e.chain().skip(1) {
+        eprintln!("  caused by: {cause}");
+    }
+}
+
+fn structured<T: Serialize>(value: &T, format: Format) -> Result<bool> {
+    match format {
+        Format::Json => {
+            println!("{}", serde_json::to_string_pretty(value)?);
+            Ok(true)
+        }
+        Format::Yaml => {
+            print!("{}", serde_saphyr::to_string(value)?);
+            Ok(true)
+        }
+        Format::Table => Ok(false),
+    }
+}
+
+/// Prints rows under a header, each column as wide as its widest cell.
+fn table(header: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let padded: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{c:<w$}", w = widths[i])).collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(header.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        line(row);
+    }
+}
+
+fn time(ms: Option<i64>) -> String {
+    match ms {
+        Some(ms) => {
+            let secs = ms / 1000;
+            let days = secs.div_euclid(86400);
+            let rem = secs.rem_euclid(86400);
+            // Civil date from days since the epoch (Howard Hinnant's algorithm).
+            let z = days + 719468;
+            let era = z.div_euclid(146097);
+            let doe = z - era * 146097;
+            let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+            let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+            let mp = (5 * doy + 2) / 153;
+            let d = doy - (153 * mp + 2) / 5 + 1;
+            let m = if mp < 10 { mp + 3 } else { mp - 9 };
+            let y = yoe + era * 400 + i64::from(m <= 2);
+            format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", rem / 3600, rem / 60 % 60, rem % 60)
+        }
+        None => "-".into(),
+    }
+}
+
+fn value(v: Option<f64>) -> String {
+    match v {
+        Some(v) => format!("{v:.6}").trim_end_matches('0').trim_end_matches('.').to_string(),
+        None => "NaN".into(),
+    }
+}
+
+pub fn experiments(items: &[Experiment], format: Format) -> Result<()> {
+    if structured(&items, format)? {
+        return Ok(());
+    }
+    table(
+        &["ID", "NAME", "STAGE", "CREATED", "ARTIFACTS"],
+        items
+            .iter()
+            .map(|e| {
+                vec![
+                    e.id.clone(),
+                    e.name.clone(),
+                    e.lifecycle_stage.clone(),
+                    time(Some(e.creation_time)),
+                    e.artifact_location.clone(),
+                ]
+            })
+            .collect(),
+    );
+    Ok(())
+}
+
+pub fn runs(items: &[Run], format: Format) -> Result<()> {
+    if structured(&items, format)? {
+        return Ok(());
+    }
+    table(
+        &["RUN ID", "NAME", "EXPERIMENT", "STATUS", "STARTED", "METRICS"],
+        items
+            .iter()
+            .map(|r| {
+                let metrics: Vec<String> = r.metrics.iter().map(|m| format!("{}={}", m.key, value(m.value))).collect();
+                vec![
+                    r.id.clone(),
+                    r.name.clone(),
+                    r.experiment_id.clone(),
+                    r.status.clone(),
+                    time(r.start_time),
+                    metrics.join(" "),
+                ]
+            })
+            .collect(),
+    );
+    Ok(())
+}
+
+pub fn run(r: &Run, format: Format) -> Result<()> {
+    if structured(r, format)? {
+        return Ok(());
+    }
+    println!("Run:         {}", r.id);
+    println!("Name:        {}", r.name);
+    println!("Experiment:  {}", r.experiment_id);
+    println!("Status:      {}", r.status);
+    println!("User:        {}", r.user_id);
+    println!("Started:     {}", time(r.start_time));
+    println!("Ended:       {}", time(r.end_time));
+    println!("Artifacts:   {}", r.artifact_uri);
+    println!();
+    println!("Metrics (latest):");
+    table(
+        &["  KEY", "VALUE", "STEP"],
+        r.metrics.iter().map(|m| vec![format!("  {}", m.key), value(m.value), m.step.to_string()]).collect(),
+    );
+    println!();
+    println!("Params:");
+    table(&["  KEY", "VALUE"], r.params.iter().map(|(k, v)| vec![format!("  {k}"), v.clone()]).collect());
+    println!();
+    println!("Tags:");
+    table(&["  KEY", "VALUE"], r.tags.iter().map(|(k, v)| vec![format!("  {k}"), v.clone()]).collect());
+    Ok(())
+}
+
+pub fn models(items: &[Model], format: Format) -> Result<()> {
+    if structured(&items, format)? {
+        return Ok(());
+    }
+    table(
+        &["NAME", "LATEST", "ALIASES", "UPDATED", "DESCRIPTION"],
+        items
+            .iter()
+            .map(|m| {
+                let latest =
+                    m.versions.iter().map(|v| v.version).max().map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+                let aliases: Vec<String> = m.aliases.iter().map(|(a, v)| format!("{a}={v}")).collect();
+                vec![
+                    m.name.clone(),
+                    latest,
+                    aliases.join(" "),
+                    time(Some(m.last_updated_timestamp)),
+                    m.description.clone().unwrap_or_default(),
+                ]
+            })
+            .collect(),
+    );
+    Ok(())
+}
+
+pub fn model(m: &Model, format: Format) -> Result<()> {
+    if structured(m, format)? {
+        return Ok(());
+    }
+    println!("Model:       {}", m.name);
+    println!("Description: {}", m.description.clone().unwrap_or_default());
+    println!("Updated:     {}", time(Some(m.last_updated_timestamp)));
+    let tags: Vec<String> = m.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    println!("Tags:        {}", tags.join(" "));
+    println!();
+    table(
+        &["VERSION", "STAGE", "ALIASES", "STATUS", "CREATED", "SOURCE"],
+        m.versions
+            .iter()
+            .map(|v| {
+                vec![
+                    v.version.to_string(),
+                    v.stage.clone(),
+                    v.aliases.join(","),
+                    v.status.clone(),
+                    time(Some(v.creation_timestamp)),
+                    v.source.clone(),
+                ]
+            })
+            .collect(),
+    );
+    Ok(())
+}
