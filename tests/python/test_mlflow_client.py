@@ -290,3 +290,31 @@ def test_traces_through_the_v3_artifact_path(tracking, monkeypatch):
     assert [t.info.trace_id for t in found] == [trace_id]
     assert client.delete_traces(exp_id, trace_ids=[trace_id]) == 1
     assert mlflow.search_traces(locations=[exp_id], return_type="list") == []
+
+
+def test_multipart_upload_and_ranged_download_when_the_client_asks(tracking, tmp_path, monkeypatch):
+    # Lower the client's thresholds so a 9 MiB file goes through the multipart paths.
+    monkeypatch.setenv("MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD", "true")
+    monkeypatch.setenv("MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE", "1")
+    monkeypatch.setenv("MLFLOW_MULTIPART_UPLOAD_CHUNK_SIZE", str(2 * 1024 * 1024))
+    monkeypatch.setenv("MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD", "true")
+    monkeypatch.setenv("MLFLOW_MULTIPART_DOWNLOAD_CHUNK_SIZE", str(3 * 1024 * 1024))
+    data = np.random.default_rng(1).bytes(9 * 1024 * 1024 + 5)
+    src = tmp_path / "weights.bin"
+    src.write_bytes(data)
+    with mlflow.start_run() as run:
+        mlflow.log_artifact(str(src), "big")
+    listing = MlflowClient().list_artifacts(run.info.run_id, "big")
+    assert [(f.path, f.file_size) for f in listing] == [("big/weights.bin", len(data))]
+    out = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="big/weights.bin",
+                                              dst_path=str(tmp_path / "dl"))
+    assert open(out, "rb").read() == data
+    # Nothing of the upload's parts is left behind or visible.
+    root = tracking.api("GET", "/api/2.0/mlflow-artifacts/artifacts").json()
+    assert all(not f["path"].startswith(".") for f in root.get("files", []))
+    url = f"/api/2.0/mlflow-artifacts/artifacts/0/{run.info.run_id}/artifacts/big/weights.bin"
+    r = tracking.api("GET", url, headers={"Range": "bytes=10-19"})
+    assert r.status_code == 206 and r.content == data[10:20]
+    assert r.headers["Content-Range"] == f"bytes 10-19/{len(data)}"
+    r = tracking.api("GET", url, headers={"Range": f"bytes={len(data) + 10}-"})
+    assert r.status_code == 416

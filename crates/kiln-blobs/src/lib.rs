@@ -18,6 +18,10 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 /// Bodies up to this size are written with one PUT; larger ones go multipart.
 const SINGLE_PUT_LIMIT: usize = 8 * 1024 * 1024;
 
+/// Folder (at the store's root) holding the parts of client multipart uploads until they are
+/// completed; hidden from listings.
+pub const STAGING_DIR: &str = ".kiln-staging";
+
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {
     #[error("Invalid path")]
@@ -256,6 +260,60 @@ impl ArtifactStore {
         }
     }
 
+    /// Size of the file at `path`, if there is one.
+    pub async fn size(&self, path: &ArtifactPath) -> Result<Option<u64>> {
+        if path.is_root() {
+            return Ok(None);
+        }
+        match self.store.head(&self.key(path)).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(object_store::Error::Generic { .. }) if self.is_dir(path).await? => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Reads bytes `range` (end exclusive) of a file; `None` when there is no file.
+    pub async fn get_range(&self, path: &ArtifactPath, range: std::ops::Range<u64>) -> Result<Option<ArtifactRead>> {
+        let options = object_store::GetOptions { range: Some(range.into()), ..Default::default() };
+        match self.store.get_opts(&self.key(path), options).await {
+            Ok(result) => {
+                let size = result.range.end - result.range.start;
+                Ok(Some(ArtifactRead { size, stream: result.into_stream().map_err(BlobError::from).boxed() }))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Writes `dest` as the concatenation of `parts`, streaming, and returns its size.
+    pub async fn concat(&self, dest: &ArtifactPath, parts: &[ArtifactPath]) -> Result<u64> {
+        type Current = Option<BoxStream<'static, Result<Bytes>>>;
+        let state: (ArtifactStore, std::vec::IntoIter<ArtifactPath>, Current) =
+            (self.clone(), parts.to_vec().into_iter(), None);
+        let body = futures::stream::unfold(state, |(store, mut parts, mut current)| async move {
+            loop {
+                if let Some(stream) = current.as_mut() {
+                    match stream.next().await {
+                        Some(Ok(bytes)) => return Some((Ok(bytes), (store, parts, current))),
+                        Some(Err(e)) => return Some((Err(e.to_string()), (store, Vec::new().into_iter(), None))),
+                        None => {} // this part is done; the next one replaces it below
+                    }
+                }
+                let part = parts.next()?;
+                match store.get(&part).await {
+                    Ok(Some(read)) => current = Some(read.stream),
+                    Ok(None) => {
+                        let e = format!("part {} is missing", part.as_str());
+                        return Some((Err(e), (store, Vec::new().into_iter(), None)));
+                    }
+                    Err(e) => return Some((Err(e.to_string()), (store, Vec::new().into_iter(), None))),
+                }
+            }
+        });
+        self.put_stream(dest, body).await
+    }
+
     async fn is_dir(&self, path: &ArtifactPath) -> Result<bool> {
         let listing = self.store.list_with_delimiter(Some(&self.key(path))).await?;
         Ok(!listing.objects.is_empty() || !listing.common_prefixes.is_empty())
@@ -278,6 +336,9 @@ impl ArtifactStore {
                 o.location.filename().map(|n| ArtifactEntry { name: n.to_string(), is_dir: false, size: Some(o.size) })
             }))
             .collect();
+        if path.is_root() {
+            entries.retain(|e| e.name != STAGING_DIR);
+        }
         entries.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(entries)
     }
@@ -348,6 +409,12 @@ mod tests {
         assert!(store.list_dir(&small).await.unwrap().is_empty());
         assert!(store.get(&ArtifactPath::parse("1/run/artifacts/sub").unwrap()).await.unwrap().is_none());
         assert!(store.get(&ArtifactPath::parse("1/nope").unwrap()).await.unwrap().is_none());
+        let part = store.get_range(&big, (1 << 20) - 2..(1 << 20) + 2).await.unwrap().unwrap();
+        let part: Vec<Bytes> = part.stream.try_collect().await.unwrap();
+        assert_eq!(part.concat(), vec![0, 0, 1, 1]);
+        assert_eq!(store.size(&big).await.unwrap(), Some(20 << 20));
+        let joined = ArtifactPath::parse("1/run/artifacts/joined").unwrap();
+        assert_eq!(store.concat(&joined, &[small.clone(), small.clone()]).await.unwrap(), 10);
         store.delete(&ArtifactPath::parse("1/run").unwrap()).await.unwrap();
         assert!(store.get(&small).await.unwrap().is_none());
     }

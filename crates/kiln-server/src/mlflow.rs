@@ -684,7 +684,10 @@ async fn server_info() -> Json<Value> {
         "store_type": "SqlStore",
         "workspaces_enabled": false,
         "trace_archival_enabled": false,
-        "multipart_uploads_enabled": false,
+        // Clients upload files over their multipart threshold (500 MB by default) in parts.
+        "multipart_uploads_enabled": true,
+        // Ranged downloads work when a client asks (MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD),
+        // but advertising them would make every small download take two requests.
         "multipart_downloads_enabled": false,
         "presigned_upload_run_id_supported": false,
         "presigned_upload_model_id_supported": false,

@@ -1,0 +1,210 @@
+#!/usr/bin/env python3
+"""Kiln vs `mlflow server`: the same HTTP workload against both, side by side, on SQLite.
+
+Run from the repository root after `cargo build --release` (or pass --kiln):
+
+    .venv/bin/python benches/tracking.py [--quick]
+
+Both servers run on this machine in this process tree, on loopback, each on its own fresh
+SQLite database and artifact folder. Every figure is measured the same way for both; the
+script prints each figure and the ratio mlflow/kiln (higher means Kiln is faster or smaller).
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+import requests
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def tree_rss_mb(pid):
+    """Resident memory of a process and all its descendants, in MB."""
+    total = 0
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                todo += [int(c) for c in f.read().split()]
+        except FileNotFoundError:
+            pass
+    return total / 1024
+
+
+class Server:
+    def __init__(self, name, argv, port, env=None):
+        self.name, self.argv, self.port, self.env = name, argv, port, env
+        self.url = f"http://127.0.0.1:{port}"
+
+    def start(self):
+        t0 = time.perf_counter()
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     env=self.env, start_new_session=True)
+        while True:
+            try:
+                if requests.get(self.url + "/health", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited during start-up")
+            if time.perf_counter() - t0 > 300:
+                raise RuntimeError(f"{self.name} did not start within 300 s")
+            time.sleep(0.005)
+        self.start_s = time.perf_counter() - t0
+        time.sleep(2.0)  # settle, then read idle memory
+        self.idle_rss_mb = tree_rss_mb(self.proc.pid)
+        return self
+
+    def stop(self):
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=30)
+        except Exception:  # noqa: BLE001
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+def timed(fn, n):
+    samples = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        fn(i)
+        samples.append(time.perf_counter() - t0)
+    return samples
+
+
+def p50_ms(samples):
+    return statistics.median(samples) * 1000
+
+
+def workload(server, scale):
+    s = requests.Session()
+    api = server.url + "/api/2.0/mlflow"
+
+    def post(path, body):
+        r = s.post(api + path, json=body)
+        r.raise_for_status()
+        return r.json()
+
+    exp = post("/experiments/create", {"name": "bench-" + uuid.uuid4().hex[:6]})["experiment_id"]
+    results = {}
+
+    # 1. create run
+    samples = timed(lambda i: post("/runs/create", {"experiment_id": exp, "start_time": 0}), scale["creates"])
+    results["create run (p50)"] = p50_ms(samples)
+
+    # 2. log-batch of 1000 metrics, history of one key growing to batches*1000 points
+    run_id = post("/runs/create", {"experiment_id": exp})["run"]["info"]["run_id"]
+    now = int(time.time() * 1000)
+
+    def batch(i):
+        metrics = [{"key": "loss", "value": 1.0 / (i * 1000 + j + 1), "timestamp": now + i, "step": i * 1000 + j}
+                   for j in range(1000)]
+        post("/runs/log-batch", {"run_id": run_id, "metrics": metrics})
+
+    samples = timed(batch, scale["batches"])
+    results[f"log-batch 1000 metrics, history to {scale['batches']}k (p50)"] = p50_ms(samples)
+
+    # 3. read the whole history, as the client pages it (25k per page)
+    def read_history(_):
+        token, n = None, 0
+        while True:
+            params = {"run_id": run_id, "metric_key": "loss", "max_results": 25000}
+            if token:
+                params["page_token"] = token
+            r = s.get(api + "/metrics/get-history", params=params)
+            r.raise_for_status()
+            body = r.json()
+            n += len(body.get("metrics", []))
+            token = body.get("next_page_token")
+            if not token:
+                break
+        assert n == scale["batches"] * 1000, n
+
+    samples = timed(read_history, scale["history_reads"])
+    results[f"read {scale['batches']}k-point metric history (p50)"] = p50_ms(samples)
+
+    # 4. search over 1000 runs with a metric/param filter
+    search_exp = post("/experiments/create", {"name": "search-" + uuid.uuid4().hex[:6]})["experiment_id"]
+    for i in range(scale["runs"]):
+        rid = post("/runs/create", {"experiment_id": search_exp})["run"]["info"]["run_id"]
+        post("/runs/log-batch", {
+            "run_id": rid,
+            "params": [{"key": f"p{k}", "value": f"{(i * 7 + k) % 100 / 100}"} for k in range(10)],
+            "metrics": [{"key": f"m{k}", "value": ((i * 13 + k) % 100) / 100, "timestamp": now, "step": 0}
+                        for k in range(10)],
+            "tags": [{"key": f"t{k}", "value": "x"} for k in range(5)],
+        })
+    body = {"experiment_ids": [search_exp], "filter": "metrics.m1 > 0.5 and params.p1 LIKE '0.%'",
+            "order_by": ["metrics.m2 DESC"], "max_results": 100}
+    check = post("/runs/search", body)
+    assert len(check.get("runs", [])) == 100, len(check.get("runs", []))
+    samples = timed(lambda i: post("/runs/search", body), scale["searches"])
+    results[f"search {scale['runs']} runs, metric+param filter, 100 results (p50)"] = p50_ms(samples)
+    return results
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--kiln", default=os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/kiln/target")), "release", "kiln"))
+    ap.add_argument("--mlflow", default=os.path.join(os.path.dirname(sys.executable), "mlflow"))
+    ap.add_argument("--quick", action="store_true", help="a smaller workload (10k-point history, 200 runs)")
+    args = ap.parse_args()
+    scale = (dict(creates=50, batches=10, history_reads=3, runs=200, searches=10) if args.quick
+             else dict(creates=200, batches=100, history_reads=3, runs=1000, searches=20))
+
+    work = tempfile.mkdtemp(prefix="kiln-bench-")
+    try:
+        kp, mp = free_port(), free_port()
+        kiln = Server("kiln", [args.kiln, "up", "--port", str(kp), "--data-dir", os.path.join(work, "kiln")], kp,
+                      env=dict(os.environ, KILN_LOG="warn"))
+        mlflow = Server("mlflow", [args.mlflow, "server", "--host", "127.0.0.1", "--port", str(mp),
+                                   "--backend-store-uri", f"sqlite:///{work}/mlflow.db",
+                                   "--artifacts-destination", os.path.join(work, "mlflow-artifacts")], mp,
+                        env=dict(os.environ, MLFLOW_TRACKING_URI=""))
+        rows = {}
+        for server in (kiln, mlflow):
+            print(f"starting {server.name} ...", file=sys.stderr, flush=True)
+            server.start()
+            try:
+                print(f"running the workload on {server.name} ...", file=sys.stderr, flush=True)
+                figures = {"server start (s)": server.start_s, "idle RSS (MB)": server.idle_rss_mb}
+                figures.update({k + " ms": v for k, v in workload(server, scale).items()})
+                rows[server.name] = figures
+            finally:
+                server.stop()
+        width = max(len(k) for k in rows["kiln"])
+        print(f"\n{'measure':<{width}}  {'kiln':>10}  {'mlflow':>10}  {'mlflow/kiln':>11}")
+        for key in rows["kiln"]:
+            k, m = rows["kiln"][key], rows["mlflow"][key]
+            print(f"{key:<{width}}  {k:>10.3f}  {m:>10.3f}  {m / k:>10.1f}x")
+        print(json.dumps({"kiln": rows["kiln"], "mlflow": rows["mlflow"], "scale": scale}))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
