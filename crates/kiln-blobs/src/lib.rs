@@ -289,8 +289,9 @@ impl ArtifactStore {
     /// Writes `dest` as the concatenation of `parts`, streaming, and returns its size.
     pub async fn concat(&self, dest: &ArtifactPath, parts: &[ArtifactPath]) -> Result<u64> {
         type Current = Option<BoxStream<'static, Result<Bytes>>>;
-        let state: (ArtifactStore, std::vec::IntoIter<ArtifactPath>, Current) =
-            (self.clone(), parts.to_vec().into_iter(), None);
+        // The stream must own its list: it outlives this borrow of `parts`.
+        let owned: Vec<ArtifactPath> = parts.to_vec();
+        let state: (ArtifactStore, std::vec::IntoIter<ArtifactPath>, Current) = (self.clone(), owned.into_iter(), None);
         let body = futures::stream::unfold(state, |(store, mut parts, mut current)| async move {
             loop {
                 if let Some(stream) = current.as_mut() {

@@ -2,6 +2,7 @@
 //! twins). Each handler reads fields, calls one service method and writes MLflow's JSON.
 
 use axum::extract::{Path, State};
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
@@ -334,11 +335,15 @@ async fn search_runs(State(s): State<Shared>, Req(f): Req) -> JsonResult {
     Ok(paged("runs", page.items.iter().map(wire::run).collect(), page.next_page_token))
 }
 
-async fn get_metric_history(State(s): State<Shared>, Req(f): Req) -> JsonResult {
+async fn get_metric_history(State(s): State<Shared>, Req(f): Req) -> ApiResult<axum::response::Response> {
     let run_id = f.run_id()?;
     let key = f.req_str("metric_key")?;
     let page = s.tracking.metric_history(&run_id, &key, f.i64("max_results")?, f.str("page_token")?.as_deref()).await?;
-    Ok(paged("metrics", page.items.iter().map(|m| wire::metric(m, Some(&run_id))).collect(), page.next_page_token))
+    let body = wire::MetricPage {
+        metrics: page.items.iter().map(|m| wire::MetricOut::new(m, Some(&run_id))).collect(),
+        next_page_token: page.next_page_token,
+    };
+    Ok(Json(body).into_response())
 }
 
 async fn get_metric_history_bulk_interval(State(s): State<Shared>, Req(f): Req) -> JsonResult {

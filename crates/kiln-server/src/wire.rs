@@ -3,6 +3,7 @@
 
 use kiln_registry::{Model, Version};
 use kiln_tracking::{Experiment, LoggedModel, Metric, Run, RunInfo, RunMetric, Tag, TraceInfo};
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 /// A JSON object that leaves out what MLflow leaves out.
@@ -76,17 +77,66 @@ pub fn run_info(r: &RunInfo) -> Value {
         .build()
 }
 
+/// A metric value as MLflow writes it: NaN as "NaN", infinities clamped to ±f64::MAX.
+pub struct MetricValue(pub f64);
+
+impl Serialize for MetricValue {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let v = self.0;
+        if v.is_nan() {
+            s.serialize_str("NaN")
+        } else if v.is_infinite() {
+            s.serialize_f64(if v > 0.0 { f64::MAX } else { f64::MIN })
+        } else {
+            s.serialize_f64(v)
+        }
+    }
+}
+
+/// A metric serialized straight from the entity: long histories are the largest answers the
+/// server writes, so they skip the intermediate `Value` tree.
+#[derive(Serialize)]
+pub struct MetricOut<'a> {
+    key: &'a str,
+    value: MetricValue,
+    timestamp: i64,
+    step: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dataset_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dataset_digest: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    run_id: Option<&'a str>,
+}
+
+impl<'a> MetricOut<'a> {
+    pub fn new(m: &'a Metric, run_id: Option<&'a str>) -> Self {
+        MetricOut {
+            key: &m.key,
+            value: MetricValue(m.value),
+            timestamp: m.timestamp,
+            step: m.step,
+            dataset_name: m.dataset_name.as_deref(),
+            dataset_digest: m.dataset_digest.as_deref(),
+            model_id: m.model_id.as_deref(),
+            run_id,
+        }
+    }
+}
+
+/// A page of metrics: `{"metrics": [...], "next_page_token": ...}` with MLflow's omissions.
+#[derive(Serialize)]
+pub struct MetricPage<'a> {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub metrics: Vec<MetricOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_page_token: Option<String>,
+}
+
 pub fn metric(m: &Metric, run_id: Option<&str>) -> Value {
-    Obj::new()
-        .set("key", m.key.clone())
-        .set("value", number(m.value))
-        .set("timestamp", m.timestamp)
-        .set("step", m.step)
-        .opt("dataset_name", m.dataset_name.clone())
-        .opt("dataset_digest", m.dataset_digest.clone())
-        .opt("model_id", m.model_id.clone())
-        .opt("run_id", run_id.map(str::to_string))
-        .build()
+    serde_json::to_value(MetricOut::new(m, run_id)).unwrap_or(Value::Null)
 }
 
 pub fn run_metric(m: &RunMetric) -> Value {

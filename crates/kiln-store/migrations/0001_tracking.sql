@@ -54,19 +54,22 @@ CREATE TABLE tags (
 
 -- Every logged point. NaN is stored as value NULL with is_nan = 1, because SQLite turns NaN
 -- into NULL anyway and both databases then behave alike in filters and ordering.
+-- value_bits holds the value's exact IEEE-754 bits: reads render integers (exact and much
+-- cheaper than formatting reals), and re-logging an identical point, NaN included, is a no-op.
 CREATE TABLE metrics (
     run_id TEXT NOT NULL,
     key TEXT NOT NULL,
     step BIGINT NOT NULL,
     timestamp BIGINT NOT NULL,
     value DOUBLE PRECISION,
+    value_bits BIGINT NOT NULL,
     is_nan BIGINT NOT NULL,
     model_id TEXT,
     dataset_name TEXT,
     dataset_digest TEXT
 );
 -- Serves history reads (its prefix) and makes re-logging an identical point a no-op.
-CREATE UNIQUE INDEX metrics_history ON metrics (run_id, key, step, timestamp, value, is_nan);
+CREATE UNIQUE INDEX metrics_history ON metrics (run_id, key, step, timestamp, value_bits);
 CREATE INDEX metrics_by_model ON metrics (model_id) WHERE model_id IS NOT NULL;
 
 -- The value each run shows for a key: the (step, timestamp, value) maximum.
@@ -76,6 +79,7 @@ CREATE TABLE latest_metrics (
     step BIGINT NOT NULL,
     timestamp BIGINT NOT NULL,
     value DOUBLE PRECISION,
+    value_bits BIGINT NOT NULL,
     is_nan BIGINT NOT NULL,
     model_id TEXT,
     dataset_name TEXT,

@@ -85,7 +85,7 @@ impl Store {
     }
 
     pub async fn get_experiment(&self, id: i64) -> Result<Option<Experiment>> {
-        let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM experiments e WHERE e.experiment_id = "));
+        let mut sql = Sql::new(self.dialect, &format!("SELECT {COLUMNS} FROM experiments e WHERE e.experiment_id = "));
         sql.bind(id);
         let row: Option<ExperimentRow> = sql.fetch_optional(&self.reader).await?;
         match row {
@@ -95,7 +95,7 @@ impl Store {
     }
 
     pub async fn get_experiment_by_name(&self, name: &str) -> Result<Option<Experiment>> {
-        let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM experiments e WHERE e.name = "));
+        let mut sql = Sql::new(self.dialect, &format!("SELECT {COLUMNS} FROM experiments e WHERE e.name = "));
         sql.bind(name);
         let row: Option<ExperimentRow> = sql.fetch_optional(&self.reader).await?;
         match row {
@@ -105,7 +105,7 @@ impl Store {
     }
 
     pub async fn search_experiments(&self, search: &Search) -> Result<Page<Experiment>> {
-        let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM experiments e"));
+        let mut sql = Sql::new(self.dialect, &format!("SELECT {COLUMNS} FROM experiments e"));
         let terms = order_terms(&EXPERIMENT_SQL, &search.order_by, &mut sql)?;
         sql.push(" WHERE 1 = 1");
         sql.push(&lifecycle_condition("e.lifecycle_stage", search.view));
@@ -116,7 +116,7 @@ impl Store {
         }
         order.push("e.experiment_id ASC".into());
         sql.push(" ORDER BY ").push(&order.join(", "));
-        sql.push(" LIMIT ").bind(search.limit + 1).push(" OFFSET ").bind(search.offset);
+        sql.push(" LIMIT ").bind(search.limit.saturating_add(1)).push(" OFFSET ").bind(search.offset);
         let mut rows: Vec<ExperimentRow> = sql.fetch_all(&self.reader).await?;
         let next_offset = page_rest(&mut rows, search);
         Ok(Page { items: self.hydrate_experiments(rows).await?, next_offset })
@@ -127,7 +127,8 @@ impl Store {
             return Ok(Vec::new());
         }
         let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
-        let mut sql = Sql::new("SELECT experiment_id, key, value FROM experiment_tags WHERE experiment_id IN ");
+        let mut sql =
+            Sql::new(self.dialect, "SELECT experiment_id, key, value FROM experiment_tags WHERE experiment_id IN ");
         sql.bind_list(&ids).push(" ORDER BY key");
         let tag_rows: Vec<(i64, String, String)> = sql.fetch_all(&self.reader).await?;
         let mut tags: HashMap<i64, Vec<Tag>> = HashMap::new();
@@ -228,7 +229,7 @@ async fn upsert_experiment_tag(tx: &mut sqlx::Transaction<'_, sqlx::Any>, id: i6
 pub(crate) fn page_rest<T>(rows: &mut Vec<T>, search: &Search) -> Option<i64> {
     if rows.len() as i64 > search.limit {
         rows.truncate(search.limit as usize);
-        Some(search.offset + search.limit)
+        Some(search.offset.saturating_add(search.limit))
     } else {
         None
     }

@@ -64,7 +64,7 @@ impl Store {
         .await?;
         for (table, items) in [("logged_model_params", &m.params), ("logged_model_tags", &m.tags)] {
             for t in items {
-                let mut sql = Sql::new(&format!("INSERT INTO {table} (model_id, key, value) VALUES ("));
+                let mut sql = Sql::new(self.dialect, &format!("INSERT INTO {table} (model_id, key, value) VALUES ("));
                 sql.bind(&m.model_id).push(", ").bind(&t.key).push(", ").bind(&t.value);
                 sql.push(") ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value");
                 sql.execute(&mut *tx).await?;
@@ -75,9 +75,10 @@ impl Store {
     }
 
     pub async fn get_logged_model(&self, model_id: &str) -> Result<Option<LoggedModel>> {
-        let mut sql = Sql::new(&format!(
-            "SELECT {COLUMNS} FROM logged_models e WHERE e.lifecycle_stage = 'active' AND e.model_id = "
-        ));
+        let mut sql = Sql::new(
+            self.dialect,
+            &format!("SELECT {COLUMNS} FROM logged_models e WHERE e.lifecycle_stage = 'active' AND e.model_id = "),
+        );
         sql.bind(model_id);
         let row: Option<Row> = sql.fetch_optional(&self.reader).await?;
         match row {
@@ -123,7 +124,7 @@ impl Store {
         let table = if params { "logged_model_params" } else { "logged_model_tags" };
         let mut tx = self.writer.begin().await?;
         for t in entries {
-            let mut sql = Sql::new(&format!("INSERT INTO {table} (model_id, key, value) VALUES ("));
+            let mut sql = Sql::new(self.dialect, &format!("INSERT INTO {table} (model_id, key, value) VALUES ("));
             sql.bind(model_id).push(", ").bind(&t.key).push(", ").bind(&t.value);
             sql.push(") ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value");
             sql.execute(&mut *tx).await?;
@@ -148,7 +149,7 @@ impl Store {
     }
 
     pub async fn search_logged_models(&self, experiment_ids: &[i64], search: &Search) -> Result<Page<LoggedModel>> {
-        let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM logged_models e"));
+        let mut sql = Sql::new(self.dialect, &format!("SELECT {COLUMNS} FROM logged_models e"));
         let mut order = order_terms(&LOGGED_MODEL_SQL, &search.order_by, &mut sql)?;
         sql.push(" WHERE 1 = 1");
         if !experiment_ids.is_empty() {
@@ -159,7 +160,7 @@ impl Store {
         order.push("e.creation_timestamp DESC".into());
         order.push("e.model_id ASC".into());
         sql.push(" ORDER BY ").push(&order.join(", "));
-        sql.push(" LIMIT ").bind(search.limit + 1).push(" OFFSET ").bind(search.offset);
+        sql.push(" LIMIT ").bind(search.limit.saturating_add(1)).push(" OFFSET ").bind(search.offset);
         let mut rows: Vec<Row> = sql.fetch_all(&self.reader).await?;
         let next_offset = page_rest(&mut rows, search);
         Ok(Page { items: self.hydrate_logged_models(rows).await?, next_offset })
@@ -173,7 +174,8 @@ impl Store {
         let mut tags: HashMap<String, Vec<Tag>> = HashMap::new();
         let mut params: HashMap<String, Vec<Tag>> = HashMap::new();
         for (table, target) in [("logged_model_tags", &mut tags), ("logged_model_params", &mut params)] {
-            let mut sql = Sql::new(&format!("SELECT model_id, key, value FROM {table} WHERE model_id IN "));
+            let mut sql =
+                Sql::new(self.dialect, &format!("SELECT model_id, key, value FROM {table} WHERE model_id IN "));
             sql.bind_list(&ids).push(" ORDER BY key");
             for (id, key, value) in sql.fetch_all::<(String, String, String), _>(&self.reader).await? {
                 target.entry(id).or_default().push(Tag { key, value });
@@ -181,6 +183,7 @@ impl Store {
         }
         let mut metrics: HashMap<String, Vec<Metric>> = HashMap::new();
         let mut sql = Sql::new(
+            self.dialect,
             "SELECT model_id, key, value, is_nan, timestamp, step, dataset_name, dataset_digest \
              FROM metrics WHERE model_id IN ",
         );

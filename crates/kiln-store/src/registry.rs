@@ -117,7 +117,7 @@ impl Store {
     }
 
     pub async fn get_registered_model(&self, name: &str) -> Result<Option<RegisteredModel>> {
-        let mut sql = Sql::new(&format!("SELECT {RM_COLUMNS} FROM registered_models e WHERE e.name = "));
+        let mut sql = Sql::new(self.dialect, &format!("SELECT {RM_COLUMNS} FROM registered_models e WHERE e.name = "));
         sql.bind(name);
         let row: Option<RmRow> = sql.fetch_optional(&self.reader).await?;
         match row {
@@ -140,7 +140,7 @@ impl Store {
             return Err(StoreError::NotFound(name.to_string()));
         }
         for table in ["registered_model_tags", "model_versions", "model_version_tags", "registered_model_aliases"] {
-            let mut sql = Sql::new(&format!("UPDATE {table} SET name = "));
+            let mut sql = Sql::new(self.dialect, &format!("UPDATE {table} SET name = "));
             sql.bind(new_name).push(" WHERE name = ").bind(name);
             sql.execute(&mut *tx).await?;
         }
@@ -170,7 +170,7 @@ impl Store {
             return Err(StoreError::NotFound(name.to_string()));
         }
         for table in ["registered_model_tags", "model_versions", "model_version_tags", "registered_model_aliases"] {
-            let mut sql = Sql::new(&format!("DELETE FROM {table} WHERE name = "));
+            let mut sql = Sql::new(self.dialect, &format!("DELETE FROM {table} WHERE name = "));
             sql.bind(name);
             sql.execute(&mut *tx).await?;
         }
@@ -179,13 +179,13 @@ impl Store {
     }
 
     pub async fn search_registered_models(&self, search: &Search) -> Result<Page<RegisteredModel>> {
-        let mut sql = Sql::new(&format!("SELECT {RM_COLUMNS} FROM registered_models e"));
+        let mut sql = Sql::new(self.dialect, &format!("SELECT {RM_COLUMNS} FROM registered_models e"));
         let mut order = order_terms(&REGISTERED_MODEL_SQL, &search.order_by, &mut sql)?;
         sql.push(" WHERE 1 = 1");
         push_clauses(&mut sql, &REGISTERED_MODEL_SQL, &search.clauses, self.dialect)?;
         order.push("e.name ASC".into());
         sql.push(" ORDER BY ").push(&order.join(", "));
-        sql.push(" LIMIT ").bind(search.limit + 1).push(" OFFSET ").bind(search.offset);
+        sql.push(" LIMIT ").bind(search.limit.saturating_add(1)).push(" OFFSET ").bind(search.offset);
         let mut rows: Vec<RmRow> = sql.fetch_all(&self.reader).await?;
         let next_offset = page_rest(&mut rows, search);
         Ok(Page { items: self.hydrate_registered_models(rows).await?, next_offset })
@@ -197,19 +197,20 @@ impl Store {
         }
         let names: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
         let mut tags: HashMap<String, Vec<Tag>> = HashMap::new();
-        let mut sql = Sql::new("SELECT name, key, value FROM registered_model_tags WHERE name IN ");
+        let mut sql = Sql::new(self.dialect, "SELECT name, key, value FROM registered_model_tags WHERE name IN ");
         sql.bind_list(&names).push(" ORDER BY key");
         for (name, key, value) in sql.fetch_all::<(String, String, String), _>(&self.reader).await? {
             tags.entry(name).or_default().push(Tag { key, value });
         }
         let mut aliases: HashMap<String, Vec<(String, i64)>> = HashMap::new();
-        let mut sql = Sql::new("SELECT name, alias, version FROM registered_model_aliases WHERE name IN ");
+        let mut sql =
+            Sql::new(self.dialect, "SELECT name, alias, version FROM registered_model_aliases WHERE name IN ");
         sql.bind_list(&names).push(" ORDER BY alias");
         for (name, alias, version) in sql.fetch_all::<(String, String, i64), _>(&self.reader).await? {
             aliases.entry(name).or_default().push((alias, version));
         }
         // The latest version in each stage.
-        let mut sql = Sql::new(&format!("SELECT {MV_COLUMNS} FROM model_versions e WHERE e.name IN "));
+        let mut sql = Sql::new(self.dialect, &format!("SELECT {MV_COLUMNS} FROM model_versions e WHERE e.name IN "));
         sql.bind_list(&names).push(
             " AND e.version = (SELECT MAX(v.version) FROM model_versions v WHERE v.name = e.name \
              AND v.current_stage = e.current_stage) ORDER BY e.version",
@@ -306,7 +307,7 @@ impl Store {
     }
 
     pub async fn get_model_version(&self, name: &str, version: i64) -> Result<Option<ModelVersion>> {
-        let mut sql = Sql::new(&format!("SELECT {MV_COLUMNS} FROM model_versions e WHERE e.name = "));
+        let mut sql = Sql::new(self.dialect, &format!("SELECT {MV_COLUMNS} FROM model_versions e WHERE e.name = "));
         sql.bind(name).push(" AND e.version = ").bind(version);
         let row: Option<MvRow> = sql.fetch_optional(&self.reader).await?;
         match row {
@@ -382,7 +383,7 @@ impl Store {
             return Err(StoreError::NotFound(format!("{name}/{version}")));
         }
         for table in ["model_version_tags", "registered_model_aliases"] {
-            let mut sql = Sql::new(&format!("DELETE FROM {table} WHERE name = "));
+            let mut sql = Sql::new(self.dialect, &format!("DELETE FROM {table} WHERE name = "));
             sql.bind(name).push(" AND version = ").bind(version);
             sql.execute(&mut *tx).await?;
         }
@@ -391,7 +392,7 @@ impl Store {
     }
 
     pub async fn search_model_versions(&self, search: &Search) -> Result<Page<ModelVersion>> {
-        let mut sql = Sql::new(&format!("SELECT {MV_COLUMNS} FROM model_versions e"));
+        let mut sql = Sql::new(self.dialect, &format!("SELECT {MV_COLUMNS} FROM model_versions e"));
         let mut order = order_terms(&MODEL_VERSION_SQL, &search.order_by, &mut sql)?;
         sql.push(" WHERE 1 = 1");
         push_clauses(&mut sql, &MODEL_VERSION_SQL, &search.clauses, self.dialect)?;
@@ -401,7 +402,7 @@ impl Store {
         order.push("e.name ASC".into());
         order.push("e.version DESC".into());
         sql.push(" ORDER BY ").push(&order.join(", "));
-        sql.push(" LIMIT ").bind(search.limit + 1).push(" OFFSET ").bind(search.offset);
+        sql.push(" LIMIT ").bind(search.limit.saturating_add(1)).push(" OFFSET ").bind(search.offset);
         let mut rows: Vec<MvRow> = sql.fetch_all(&self.reader).await?;
         let next_offset = page_rest(&mut rows, search);
         Ok(Page { items: self.hydrate_model_versions(rows).await?, next_offset })
@@ -415,13 +416,14 @@ impl Store {
         names.sort();
         names.dedup();
         let mut tags: HashMap<(String, i64), Vec<Tag>> = HashMap::new();
-        let mut sql = Sql::new("SELECT name, version, key, value FROM model_version_tags WHERE name IN ");
+        let mut sql = Sql::new(self.dialect, "SELECT name, version, key, value FROM model_version_tags WHERE name IN ");
         sql.bind_list(&names).push(" ORDER BY key");
         for (name, version, key, value) in sql.fetch_all::<(String, i64, String, String), _>(&self.reader).await? {
             tags.entry((name, version)).or_default().push(Tag { key, value });
         }
         let mut aliases: HashMap<(String, i64), Vec<String>> = HashMap::new();
-        let mut sql = Sql::new("SELECT name, version, alias FROM registered_model_aliases WHERE name IN ");
+        let mut sql =
+            Sql::new(self.dialect, "SELECT name, version, alias FROM registered_model_aliases WHERE name IN ");
         sql.bind_list(&names).push(" ORDER BY alias");
         for (name, version, alias) in sql.fetch_all::<(String, i64, String), _>(&self.reader).await? {
             aliases.entry((name, version)).or_default().push(alias);
@@ -509,7 +511,7 @@ impl Store {
 
     /// The latest version of each stage in `stages` (all stages when empty).
     pub async fn latest_model_versions(&self, name: &str, stages: &[String]) -> Result<Vec<ModelVersion>> {
-        let mut sql = Sql::new(&format!("SELECT {MV_COLUMNS} FROM model_versions e WHERE e.name = "));
+        let mut sql = Sql::new(self.dialect, &format!("SELECT {MV_COLUMNS} FROM model_versions e WHERE e.name = "));
         sql.bind(name);
         if !stages.is_empty() {
             sql.push(" AND e.current_stage IN ").bind_list(stages);

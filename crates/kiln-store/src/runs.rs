@@ -6,8 +6,8 @@ use crate::compile::{EntitySql, order_terms, push_clauses};
 use crate::experiments::{lifecycle_condition, page_rest};
 use crate::model::*;
 use crate::query::Search;
-use crate::sql::Sql;
-use crate::{Result, Store, StoreError, now_ms};
+use crate::sql::{Col, Sql};
+use crate::{Dialect, Result, Store, StoreError, now_ms};
 
 pub(crate) const RUN_SQL: EntitySql = EntitySql {
     id: "e.run_id",
@@ -53,6 +53,27 @@ fn metric_from_row(row: MetricRow) -> (String, Metric) {
     (run_id, Metric { key, value, timestamp, step, model_id, dataset_name, dataset_digest })
 }
 
+const POINT_COLS: [Col; 6] = [Col::Int, Col::Int, Col::Int, Col::Text, Col::Text, Col::Text];
+
+fn packed_int(v: &Option<String>) -> Result<i64> {
+    v.as_deref()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| StoreError::Database(sqlx::Error::Protocol(format!("bad integer in packed row: {v:?}"))))
+}
+
+/// A metric point from a packed row of `POINT_COLS`.
+fn point_from_packed(key: &str, mut row: Vec<Option<String>>) -> Result<Metric> {
+    Ok(Metric {
+        key: key.to_string(),
+        value: f64::from_bits(packed_int(&row[2])? as u64),
+        step: packed_int(&row[0])?,
+        timestamp: packed_int(&row[1])?,
+        model_id: row[3].take(),
+        dataset_name: row[4].take(),
+        dataset_digest: row[5].take(),
+    })
+}
+
 /// The value as stored: NaN is NULL plus a flag, infinities are clamped as MLflow's SQL store
 /// does (JSON cannot carry them).
 fn stored_value(v: f64) -> (Option<f64>, i64) {
@@ -63,6 +84,11 @@ fn stored_value(v: f64) -> (Option<f64>, i64) {
     } else {
         (Some(v), 0)
     }
+}
+
+/// The bits stored for a value (`stored_value`'s output; NaN as the canonical NaN).
+fn value_bits(stored: Option<f64>) -> i64 {
+    stored.unwrap_or(f64::NAN).to_bits() as i64
 }
 
 /// MLflow's "latest" order: larger step, then larger timestamp, then larger value (NaN lowest).
@@ -94,13 +120,13 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(crate::unique_as_exists(|| info.run_id.clone()))?;
-        upsert_tags(&mut tx, &info.run_id, tags).await?;
+        upsert_tags(&mut tx, self.dialect, &info.run_id, tags).await?;
         tx.commit().await?;
         Ok(())
     }
 
     pub async fn get_run_info(&self, run_id: &str) -> Result<Option<RunInfo>> {
-        let mut sql = Sql::new(&format!("SELECT {RUN_COLUMNS} FROM runs e WHERE e.run_id = "));
+        let mut sql = Sql::new(self.dialect, &format!("SELECT {RUN_COLUMNS} FROM runs e WHERE e.run_id = "));
         sql.bind(run_id);
         Ok(sql.fetch_optional::<RunInfoRow, _>(&self.reader).await?.map(run_info_from_row))
     }
@@ -121,7 +147,7 @@ impl Store {
         run_name: Option<&str>,
     ) -> Result<()> {
         let mut tx = self.writer.begin().await?;
-        let mut sql = Sql::new("UPDATE runs SET run_id = run_id");
+        let mut sql = Sql::new(self.dialect, "UPDATE runs SET run_id = run_id");
         if let Some(s) = status {
             sql.push(", status = ").bind(s);
         }
@@ -136,7 +162,7 @@ impl Store {
             return Err(StoreError::NotFound(run_id.to_string()));
         }
         if let Some(n) = run_name {
-            upsert_tags(&mut tx, run_id, &[Tag::new(RUN_NAME_TAG, n)]).await?;
+            upsert_tags(&mut tx, self.dialect, run_id, &[Tag::new(RUN_NAME_TAG, n)]).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -162,7 +188,7 @@ impl Store {
         let mut tx = self.writer.begin().await?;
         if !batch.params.is_empty() {
             let keys: Vec<String> = batch.params.iter().map(|p| p.key.clone()).collect();
-            let mut sql = Sql::new("SELECT key, value FROM params WHERE run_id = ");
+            let mut sql = Sql::new(self.dialect, "SELECT key, value FROM params WHERE run_id = ");
             sql.bind(run_id).push(" AND key IN ").bind_list(&keys);
             let existing: HashMap<String, String> =
                 sql.fetch_all::<(String, String), _>(&mut *tx).await?.into_iter().collect();
@@ -176,7 +202,7 @@ impl Store {
                 }
             }
             for chunk in batch.params.chunks(INSERT_CHUNK) {
-                let mut sql = Sql::new("INSERT INTO params (run_id, key, value) VALUES ");
+                let mut sql = Sql::new(self.dialect, "INSERT INTO params (run_id, key, value) VALUES ");
                 for (i, p) in chunk.iter().enumerate() {
                     sql.push(if i == 0 { "(" } else { ", (" });
                     sql.bind(run_id).push(", ").bind(&p.key).push(", ").bind(&p.value).push(")");
@@ -185,8 +211,8 @@ impl Store {
                 sql.execute(&mut *tx).await?;
             }
         }
-        upsert_tags(&mut tx, run_id, &batch.tags).await?;
-        insert_metrics(&mut tx, run_id, &batch.metrics).await?;
+        upsert_tags(&mut tx, self.dialect, run_id, &batch.tags).await?;
+        insert_metrics(&mut tx, self.dialect, run_id, &batch.metrics).await?;
         tx.commit().await?;
         Ok(None)
     }
@@ -259,7 +285,7 @@ impl Store {
         if experiment_ids.is_empty() {
             return Ok(Page { items: Vec::new(), next_offset: None });
         }
-        let mut sql = Sql::new(&format!("SELECT {RUN_COLUMNS} FROM runs e"));
+        let mut sql = Sql::new(self.dialect, &format!("SELECT {RUN_COLUMNS} FROM runs e"));
         let mut order = order_terms(&RUN_SQL, &search.order_by, &mut sql)?;
         sql.push(" WHERE e.experiment_id IN ").bind_list(experiment_ids);
         sql.push(&lifecycle_condition("e.lifecycle_stage", search.view));
@@ -267,7 +293,7 @@ impl Store {
         order.push("(e.start_time IS NULL) ASC, e.start_time DESC".into());
         order.push("e.run_id ASC".into());
         sql.push(" ORDER BY ").push(&order.join(", "));
-        sql.push(" LIMIT ").bind(search.limit + 1).push(" OFFSET ").bind(search.offset);
+        sql.push(" LIMIT ").bind(search.limit.saturating_add(1)).push(" OFFSET ").bind(search.offset);
         let rows: Vec<RunInfoRow> = sql.fetch_all(&self.reader).await?;
         let mut infos: Vec<RunInfo> = rows.into_iter().map(run_info_from_row).collect();
         let next_offset = page_rest(&mut infos, search);
@@ -289,13 +315,15 @@ impl Store {
         // Chunked so a 50k-run page stays inside the databases' bind limits.
         for chunk in ids.chunks(5000) {
             for (table, target) in [("params", &mut params), ("tags", &mut tags)] {
-                let mut sql = Sql::new(&format!("SELECT run_id, key, value FROM {table} WHERE run_id IN "));
+                let mut sql =
+                    Sql::new(self.dialect, &format!("SELECT run_id, key, value FROM {table} WHERE run_id IN "));
                 sql.bind_list(chunk).push(" ORDER BY key");
                 for (run_id, key, value) in sql.fetch_all::<(String, String, String), _>(&self.reader).await? {
                     target.entry(run_id).or_default().push(Tag { key, value });
                 }
             }
             let mut sql = Sql::new(
+                self.dialect,
                 "SELECT run_id, key, value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest \
                  FROM latest_metrics WHERE run_id IN ",
             );
@@ -305,6 +333,7 @@ impl Store {
                 metrics.entry(run_id).or_default().push(m);
             }
             let mut sql = Sql::new(
+                self.dialect,
                 "SELECT run_id, name, digest, source_type, source, schema, profile, tags_json \
                  FROM run_dataset_inputs WHERE run_id IN ",
             );
@@ -318,7 +347,8 @@ impl Store {
                     tags: serde_json::from_str(&tags_json).unwrap_or_default(),
                 });
             }
-            let mut sql = Sql::new("SELECT run_id, direction, model_id, step FROM run_model_io WHERE run_id IN ");
+            let mut sql =
+                Sql::new(self.dialect, "SELECT run_id, direction, model_id, step FROM run_model_io WHERE run_id IN ");
             sql.bind_list(chunk).push(" ORDER BY model_id");
             for (run_id, direction, model_id, step) in
                 sql.fetch_all::<(String, String, String, i64), _>(&self.reader).await?
@@ -356,19 +386,20 @@ impl Store {
         limit: Option<i64>,
     ) -> Result<Page<Metric>> {
         let mut sql = Sql::new(
-            "SELECT run_id, key, value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest \
-             FROM metrics WHERE run_id = ",
+            self.dialect,
+            "SELECT step AS c0, timestamp AS c1, value_bits AS c2, model_id AS c3, dataset_name AS c4, \
+             dataset_digest AS c5 FROM metrics WHERE run_id = ",
         );
         sql.bind(run_id).push(" AND key = ").bind(key).push(" ORDER BY step, timestamp");
         if let Some(limit) = limit {
-            sql.push(" LIMIT ").bind(limit + 1).push(" OFFSET ").bind(offset);
+            sql.push(" LIMIT ").bind(limit.saturating_add(1)).push(" OFFSET ").bind(offset);
         }
-        let rows: Vec<MetricRow> = sql.fetch_all(&self.reader).await?;
-        let mut items: Vec<Metric> = rows.into_iter().map(|r| metric_from_row(r).1).collect();
+        let rows = sql.fetch_packed(&self.reader, &POINT_COLS, "t.c0, t.c1").await?;
+        let mut items = rows.into_iter().map(|row| point_from_packed(key, row)).collect::<Result<Vec<_>>>()?;
         let next_offset = match limit {
             Some(limit) if items.len() as i64 > limit => {
                 items.truncate(limit as usize);
-                Some(offset + limit)
+                Some(offset.saturating_add(limit))
             }
             _ => None,
         };
@@ -384,7 +415,7 @@ impl Store {
         steps: Option<(i64, i64)>,
         max_results: usize,
     ) -> Result<Vec<RunMetric>> {
-        let mut sql = Sql::new("SELECT DISTINCT step FROM metrics WHERE run_id IN ");
+        let mut sql = Sql::new(self.dialect, "SELECT DISTINCT step FROM metrics WHERE run_id IN ");
         sql.bind_list(run_ids).push(" AND key = ").bind(key);
         if let Some((start, end)) = steps {
             sql.push(" AND step >= ").bind(start).push(" AND step <= ").bind(end);
@@ -395,6 +426,7 @@ impl Store {
         let mut out = Vec::new();
         for chunk in sampled.chunks(2000) {
             let mut sql = Sql::new(
+                self.dialect,
                 "SELECT run_id, key, value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest \
                  FROM metrics WHERE run_id IN ",
             );
@@ -428,7 +460,7 @@ fn sample_steps(steps: &[i64], max: usize) -> Vec<i64> {
     }
 }
 
-async fn upsert_tags(tx: &mut Transaction<'_, Any>, run_id: &str, tags: &[Tag]) -> Result<()> {
+async fn upsert_tags(tx: &mut Transaction<'_, Any>, dialect: Dialect, run_id: &str, tags: &[Tag]) -> Result<()> {
     for chunk in tags.chunks(INSERT_CHUNK) {
         // The last value for a key wins, and PostgreSQL refuses a key twice in one upsert.
         let mut dedup: Vec<&Tag> = Vec::with_capacity(chunk.len());
@@ -439,7 +471,7 @@ async fn upsert_tags(tx: &mut Transaction<'_, Any>, run_id: &str, tags: &[Tag]) 
                 dedup.push(t);
             }
         }
-        let mut sql = Sql::new("INSERT INTO tags (run_id, key, value) VALUES ");
+        let mut sql = Sql::new(dialect, "INSERT INTO tags (run_id, key, value) VALUES ");
         for (i, t) in dedup.iter().enumerate() {
             sql.push(if i == 0 { "(" } else { ", (" });
             sql.bind(run_id).push(", ").bind(&t.key).push(", ").bind(&t.value).push(")");
@@ -457,13 +489,19 @@ async fn upsert_tags(tx: &mut Transaction<'_, Any>, run_id: &str, tags: &[Tag]) 
     Ok(())
 }
 
-async fn insert_metrics(tx: &mut Transaction<'_, Any>, run_id: &str, metrics: &[Metric]) -> Result<()> {
+async fn insert_metrics(
+    tx: &mut Transaction<'_, Any>,
+    dialect: Dialect,
+    run_id: &str,
+    metrics: &[Metric],
+) -> Result<()> {
     if metrics.is_empty() {
         return Ok(());
     }
     for chunk in metrics.chunks(INSERT_CHUNK) {
         let mut sql = Sql::new(
-            "INSERT INTO metrics (run_id, key, step, timestamp, value, is_nan, model_id, dataset_name, \
+            dialect,
+            "INSERT INTO metrics (run_id, key, step, timestamp, value, value_bits, is_nan, model_id, dataset_name, \
              dataset_digest) VALUES ",
         );
         for (i, m) in chunk.iter().enumerate() {
@@ -475,7 +513,7 @@ async fn insert_metrics(tx: &mut Transaction<'_, Any>, run_id: &str, metrics: &[
                 Some(v) => sql.bind(v),
                 None => sql.push("NULL"),
             };
-            sql.push(", ").bind(is_nan).push(", ").bind(m.model_id.clone());
+            sql.push(", ").bind(value_bits(value)).push(", ").bind(is_nan).push(", ").bind(m.model_id.clone());
             sql.push(", ").bind(m.dataset_name.clone()).push(", ").bind(m.dataset_digest.clone()).push(")");
         }
         sql.push(" ON CONFLICT DO NOTHING");
@@ -492,7 +530,8 @@ async fn insert_metrics(tx: &mut Transaction<'_, Any>, run_id: &str, metrics: &[
     }
     for chunk in latest.chunks(INSERT_CHUNK) {
         let mut sql = Sql::new(
-            "INSERT INTO latest_metrics (run_id, key, step, timestamp, value, is_nan, model_id, \
+            dialect,
+            "INSERT INTO latest_metrics (run_id, key, step, timestamp, value, value_bits, is_nan, model_id, \
              dataset_name, dataset_digest) VALUES ",
         );
         for (i, m) in chunk.iter().enumerate() {
@@ -504,12 +543,12 @@ async fn insert_metrics(tx: &mut Transaction<'_, Any>, run_id: &str, metrics: &[
                 Some(v) => sql.bind(v),
                 None => sql.push("NULL"),
             };
-            sql.push(", ").bind(is_nan).push(", ").bind(m.model_id.clone());
+            sql.push(", ").bind(value_bits(value)).push(", ").bind(is_nan).push(", ").bind(m.model_id.clone());
             sql.push(", ").bind(m.dataset_name.clone()).push(", ").bind(m.dataset_digest.clone()).push(")");
         }
         sql.push(
             " ON CONFLICT (run_id, key) DO UPDATE SET step = excluded.step, timestamp = excluded.timestamp, \
-             value = excluded.value, is_nan = excluded.is_nan, model_id = excluded.model_id, \
+             value = excluded.value, value_bits = excluded.value_bits, is_nan = excluded.is_nan, model_id = excluded.model_id, \
              dataset_name = excluded.dataset_name, dataset_digest = excluded.dataset_digest \
              WHERE excluded.step > latest_metrics.step OR (excluded.step = latest_metrics.step AND \
              (excluded.timestamp > latest_metrics.timestamp OR (excluded.timestamp = latest_metrics.timestamp \

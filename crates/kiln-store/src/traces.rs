@@ -52,7 +52,7 @@ impl Store {
         .await?;
         for (table, items) in [("trace_metadata", &t.metadata), ("trace_tags", &t.tags)] {
             for kv in items {
-                let mut sql = Sql::new(&format!("INSERT INTO {table} (trace_id, key, value) VALUES ("));
+                let mut sql = Sql::new(self.dialect, &format!("INSERT INTO {table} (trace_id, key, value) VALUES ("));
                 sql.bind(&t.trace_id).push(", ").bind(&kv.key).push(", ").bind(&kv.value);
                 sql.push(") ON CONFLICT (trace_id, key) DO UPDATE SET value = excluded.value");
                 sql.execute(&mut *tx).await?;
@@ -63,7 +63,7 @@ impl Store {
     }
 
     pub async fn get_trace(&self, trace_id: &str) -> Result<Option<TraceInfo>> {
-        let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM traces e WHERE e.trace_id = "));
+        let mut sql = Sql::new(self.dialect, &format!("SELECT {COLUMNS} FROM traces e WHERE e.trace_id = "));
         sql.bind(trace_id);
         let row: Option<Row> = sql.fetch_optional(&self.reader).await?;
         match row {
@@ -76,21 +76,21 @@ impl Store {
         if trace_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM traces e WHERE e.trace_id IN "));
+        let mut sql = Sql::new(self.dialect, &format!("SELECT {COLUMNS} FROM traces e WHERE e.trace_id IN "));
         sql.bind_list(trace_ids);
         let rows: Vec<Row> = sql.fetch_all(&self.reader).await?;
         self.hydrate_traces(rows).await
     }
 
     pub async fn search_traces(&self, experiment_ids: &[i64], search: &Search) -> Result<Page<TraceInfo>> {
-        let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM traces e"));
+        let mut sql = Sql::new(self.dialect, &format!("SELECT {COLUMNS} FROM traces e"));
         let mut order = order_terms(&TRACE_SQL, &search.order_by, &mut sql)?;
         sql.push(" WHERE e.experiment_id IN ").bind_list(experiment_ids);
         push_clauses(&mut sql, &TRACE_SQL, &search.clauses, self.dialect)?;
         order.push("e.request_time DESC".into());
         order.push("e.trace_id ASC".into());
         sql.push(" ORDER BY ").push(&order.join(", "));
-        sql.push(" LIMIT ").bind(search.limit + 1).push(" OFFSET ").bind(search.offset);
+        sql.push(" LIMIT ").bind(search.limit.saturating_add(1)).push(" OFFSET ").bind(search.offset);
         let mut rows: Vec<Row> = sql.fetch_all(&self.reader).await?;
         let next_offset = page_rest(&mut rows, search);
         Ok(Page { items: self.hydrate_traces(rows).await?, next_offset })
@@ -104,7 +104,8 @@ impl Store {
         let mut metadata: HashMap<String, Vec<Tag>> = HashMap::new();
         let mut tags: HashMap<String, Vec<Tag>> = HashMap::new();
         for (table, target) in [("trace_metadata", &mut metadata), ("trace_tags", &mut tags)] {
-            let mut sql = Sql::new(&format!("SELECT trace_id, key, value FROM {table} WHERE trace_id IN "));
+            let mut sql =
+                Sql::new(self.dialect, &format!("SELECT trace_id, key, value FROM {table} WHERE trace_id IN "));
             sql.bind_list(&ids).push(" ORDER BY key");
             for (id, key, value) in sql.fetch_all::<(String, String, String), _>(&self.reader).await? {
                 target.entry(id).or_default().push(Tag { key, value });
@@ -158,7 +159,7 @@ impl Store {
         max_timestamp_ms: Option<i64>,
         max_traces: Option<i64>,
     ) -> Result<Vec<String>> {
-        let mut sql = Sql::new("SELECT trace_id FROM traces WHERE experiment_id = ");
+        let mut sql = Sql::new(self.dialect, "SELECT trace_id FROM traces WHERE experiment_id = ");
         sql.bind(experiment_id);
         if !trace_ids.is_empty() {
             sql.push(" AND trace_id IN ").bind_list(trace_ids);
@@ -177,7 +178,7 @@ impl Store {
         let mut tx = self.writer.begin().await?;
         for table in ["traces", "trace_tags", "trace_metadata"] {
             for chunk in ids.chunks(1000) {
-                let mut sql = Sql::new(&format!("DELETE FROM {table} WHERE trace_id IN "));
+                let mut sql = Sql::new(self.dialect, &format!("DELETE FROM {table} WHERE trace_id IN "));
                 sql.bind_list(chunk);
                 sql.execute(&mut *tx).await?;
             }
