@@ -53,6 +53,14 @@ fn type_error(name: &str, v: &Value) -> ApiError {
     ))
 }
 
+/// Text with a NUL character cannot be stored (PostgreSQL refuses it); say so instead of failing.
+fn no_nul(name: &str, value: String) -> Result<String, ApiError> {
+    if value.contains('\0') {
+        return Err(ApiError::invalid(format!("Invalid value for parameter '{name}': it contains a NUL character")));
+    }
+    Ok(value)
+}
+
 pub fn missing(name: &str) -> ApiError {
     ApiError::invalid(format!(
         "Missing value for required parameter '{name}'. See the API docs for more information about request parameters."
@@ -115,13 +123,17 @@ impl Fields {
 
     /// A string field; a query value repeated takes its first occurrence.
     pub fn str(&self, name: &str) -> Result<Option<String>, ApiError> {
-        match self.raw(name)? {
-            None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
+        let value = match self.raw(name)? {
+            None => None,
+            Some(Value::String(s)) => Some(s.clone()),
             Some(Value::Array(items)) if items.iter().all(Value::is_string) => {
-                Ok(items.first().and_then(|v| v.as_str()).map(str::to_string))
+                items.first().and_then(|v| v.as_str()).map(str::to_string)
             }
-            Some(other) => Err(type_error(name, other)),
+            Some(other) => return Err(type_error(name, other)),
+        };
+        match value {
+            Some(v) => Ok(Some(no_nul(name, v)?)),
+            None => Ok(None),
         }
     }
 
@@ -189,11 +201,11 @@ impl Fields {
     pub fn str_list(&self, name: &str) -> Result<Vec<String>, ApiError> {
         match self.raw(name)? {
             None => Ok(Vec::new()),
-            Some(Value::String(s)) => Ok(vec![s.clone()]),
+            Some(Value::String(s)) => Ok(vec![no_nul(name, s.clone())?]),
             Some(Value::Array(items)) => items
                 .iter()
                 .map(|v| match v {
-                    Value::String(s) => Ok(s.clone()),
+                    Value::String(s) => no_nul(name, s.clone()),
                     Value::Number(n) => Ok(n.to_string()),
                     other => Err(type_error(name, other)),
                 })
@@ -237,10 +249,13 @@ impl Fields {
     pub fn map(&self, name: &str) -> Result<Vec<Tag>, ApiError> {
         match self.raw(name)? {
             None => Ok(Vec::new()),
-            Some(Value::Object(m)) => Ok(m
+            Some(Value::Object(m)) => m
                 .iter()
-                .map(|(k, v)| Tag::new(k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
-                .collect()),
+                .map(|(k, v)| {
+                    let value = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+                    Ok(Tag::new(no_nul(name, k.clone())?, no_nul(name, value)?))
+                })
+                .collect(),
             Some(other) => Err(type_error(name, other)),
         }
     }
@@ -327,6 +342,13 @@ mod tests {
             f.str("run_id").unwrap_err().message,
             "Invalid value 31 for parameter 'run_id' supplied:  Hint: Value was of type 'int'. See the API docs for more information about request parameters."
         );
+    }
+
+    #[test]
+    fn nul_characters_are_refused_not_stored() {
+        let f = Fields::from_body(br#"{"value":"a\u0000b","tags":[{"key":"k","value":"\u0000"}]}"#).unwrap();
+        assert_eq!(f.str("value").unwrap_err().status, axum::http::StatusCode::BAD_REQUEST);
+        assert!(f.tags("tags").is_err());
     }
 
     #[test]

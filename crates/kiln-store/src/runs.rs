@@ -32,6 +32,28 @@ pub(crate) const RUN_SQL: EntitySql = EntitySql {
 const RUN_COLUMNS: &str = "e.run_id, e.experiment_id, e.run_name, e.user_id, e.status, e.start_time, \
                            e.end_time, e.artifact_uri, e.lifecycle_stage";
 
+/// The run columns for packed reads (`c0…c8`; times as text since they may be NULL).
+const RUN_PACKED_COLUMNS: &str = "e.run_id AS c0, e.experiment_id AS c1, e.run_name AS c2, e.user_id AS c3, \
+     e.status AS c4, CAST(e.start_time AS TEXT) AS c5, CAST(e.end_time AS TEXT) AS c6, e.artifact_uri AS c7, \
+     e.lifecycle_stage AS c8";
+const RUN_PACKED_COLS: [Col; 10] =
+    [Col::Text, Col::Int, Col::Text, Col::Text, Col::Text, Col::Text, Col::Text, Col::Text, Col::Text, Col::Int];
+
+fn run_info_from_packed(mut row: Vec<Option<String>>) -> Result<RunInfo> {
+    let opt_int = |v: &Option<String>| v.as_deref().and_then(|s| s.parse::<i64>().ok());
+    Ok(RunInfo {
+        experiment_id: packed_int(&row[1])?,
+        start_time: opt_int(&row[5]),
+        end_time: opt_int(&row[6]),
+        run_id: row[0].take().unwrap_or_default(),
+        run_name: row[2].take().unwrap_or_default(),
+        user_id: row[3].take().unwrap_or_default(),
+        status: row[4].take().unwrap_or_default(),
+        artifact_uri: row[7].take().unwrap_or_default(),
+        lifecycle_stage: row[8].take().unwrap_or_default(),
+    })
+}
+
 /// The tag that mirrors a run's name; MLflow keeps the two in step.
 pub const RUN_NAME_TAG: &str = "mlflow.runName";
 
@@ -285,17 +307,21 @@ impl Store {
         if experiment_ids.is_empty() {
             return Ok(Page { items: Vec::new(), next_offset: None });
         }
-        let mut sql = Sql::new(self.dialect, &format!("SELECT {RUN_COLUMNS} FROM runs e"));
+        // Built from FROM onwards first: the select list repeats the final ORDER BY terms.
+        let mut sql = Sql::new(self.dialect, " FROM runs e");
         let mut order = order_terms(&RUN_SQL, &search.order_by, &mut sql)?;
         sql.push(" WHERE e.experiment_id IN ").bind_list(experiment_ids);
         sql.push(&lifecycle_condition("e.lifecycle_stage", search.view));
         push_clauses(&mut sql, &RUN_SQL, &search.clauses, self.dialect)?;
         order.push("(e.start_time IS NULL) ASC, e.start_time DESC".into());
         order.push("e.run_id ASC".into());
-        sql.push(" ORDER BY ").push(&order.join(", "));
+        let order = order.join(", ");
+        sql.push(" ORDER BY ").push(&order);
         sql.push(" LIMIT ").bind(search.limit.saturating_add(1)).push(" OFFSET ").bind(search.offset);
-        let rows: Vec<RunInfoRow> = sql.fetch_all(&self.reader).await?;
-        let mut infos: Vec<RunInfo> = rows.into_iter().map(run_info_from_row).collect();
+        // The row number carries the order through the packing aggregate.
+        sql.text.insert_str(0, &format!("SELECT {RUN_PACKED_COLUMNS}, ROW_NUMBER() OVER (ORDER BY {order}) AS c9"));
+        let rows = sql.fetch_packed(&self.reader, &RUN_PACKED_COLS, "t.c9").await?;
+        let mut infos = rows.into_iter().map(run_info_from_packed).collect::<Result<Vec<_>>>()?;
         let next_offset = page_rest(&mut infos, search);
         Ok(Page { items: self.hydrate_runs(infos).await?, next_offset })
     }
@@ -314,45 +340,27 @@ impl Store {
         let mut model_outputs: HashMap<String, Vec<ModelOutput>> = HashMap::new();
         // Chunked so a 50k-run page stays inside the databases' bind limits.
         for chunk in ids.chunks(5000) {
-            for (table, target) in [("params", &mut params), ("tags", &mut tags)] {
-                let mut sql =
-                    Sql::new(self.dialect, &format!("SELECT run_id, key, value FROM {table} WHERE run_id IN "));
-                sql.bind_list(chunk).push(" ORDER BY key");
-                for (run_id, key, value) in sql.fetch_all::<(String, String, String), _>(&self.reader).await? {
-                    target.entry(run_id).or_default().push(Tag { key, value });
-                }
+            // Independent reads: run them at once on the reader pool.
+            let (param_rows, tag_rows, metric_rows, dataset_rows, model_rows) = futures::try_join!(
+                self.packed_key_values("params", chunk),
+                self.packed_key_values("tags", chunk),
+                self.packed_latest_metrics(chunk),
+                self.dataset_inputs(chunk),
+                self.model_io(chunk),
+            )?;
+            for (run_id, tag) in param_rows {
+                params.entry(run_id).or_default().push(tag);
             }
-            let mut sql = Sql::new(
-                self.dialect,
-                "SELECT run_id, key, value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest \
-                 FROM latest_metrics WHERE run_id IN ",
-            );
-            sql.bind_list(chunk).push(" ORDER BY key");
-            for row in sql.fetch_all::<MetricRow, _>(&self.reader).await? {
-                let (run_id, m) = metric_from_row(row);
-                metrics.entry(run_id).or_default().push(m);
+            for (run_id, tag) in tag_rows {
+                tags.entry(run_id).or_default().push(tag);
             }
-            let mut sql = Sql::new(
-                self.dialect,
-                "SELECT run_id, name, digest, source_type, source, schema, profile, tags_json \
-                 FROM run_dataset_inputs WHERE run_id IN ",
-            );
-            sql.bind_list(chunk).push(" ORDER BY name, digest");
-            type Row = (String, String, String, String, String, Option<String>, Option<String>, String);
-            for (run_id, name, digest, source_type, source, schema, profile, tags_json) in
-                sql.fetch_all::<Row, _>(&self.reader).await?
-            {
-                datasets.entry(run_id).or_default().push(DatasetInput {
-                    dataset: Dataset { name, digest, source_type, source, schema, profile },
-                    tags: serde_json::from_str(&tags_json).unwrap_or_default(),
-                });
+            for (run_id, metric) in metric_rows {
+                metrics.entry(run_id).or_default().push(metric);
             }
-            let mut sql =
-                Sql::new(self.dialect, "SELECT run_id, direction, model_id, step FROM run_model_io WHERE run_id IN ");
-            sql.bind_list(chunk).push(" ORDER BY model_id");
-            for (run_id, direction, model_id, step) in
-                sql.fetch_all::<(String, String, String, i64), _>(&self.reader).await?
-            {
+            for (run_id, input) in dataset_rows {
+                datasets.entry(run_id).or_default().push(input);
+            }
+            for (run_id, direction, model_id, step) in model_rows {
                 if direction == "input" {
                     model_inputs.entry(run_id).or_default().push(model_id);
                 } else {
@@ -375,6 +383,68 @@ impl Store {
                 }
             })
             .collect())
+    }
+
+    /// `(run_id, key/value)` rows of `params` or `tags` for the runs, ordered by run and key.
+    async fn packed_key_values(&self, table: &str, run_ids: &[String]) -> Result<Vec<(String, Tag)>> {
+        let mut sql = Sql::new(
+            self.dialect,
+            &format!("SELECT run_id AS c0, key AS c1, value AS c2 FROM {table} WHERE run_id IN "),
+        );
+        sql.bind_list(run_ids);
+        let rows = sql.fetch_packed(&self.reader, &[Col::Text, Col::Text, Col::Text], "t.c0, t.c1").await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|mut row| {
+                let (value, key, run_id) = (row.pop()??, row.pop()??, row.pop()??);
+                Some((run_id, Tag { key, value }))
+            })
+            .collect())
+    }
+
+    async fn packed_latest_metrics(&self, run_ids: &[String]) -> Result<Vec<(String, Metric)>> {
+        let mut sql = Sql::new(
+            self.dialect,
+            "SELECT step AS c0, timestamp AS c1, value_bits AS c2, model_id AS c3, dataset_name AS c4, \
+             dataset_digest AS c5, run_id AS c6, key AS c7 FROM latest_metrics WHERE run_id IN ",
+        );
+        sql.bind_list(run_ids);
+        let mut cols = POINT_COLS.to_vec();
+        cols.extend([Col::Text, Col::Text]);
+        let mut out = Vec::new();
+        for mut row in sql.fetch_packed(&self.reader, &cols, "t.c6, t.c7").await? {
+            let (key, run_id) = (row.pop().flatten().unwrap_or_default(), row.pop().flatten().unwrap_or_default());
+            out.push((run_id, point_from_packed(&key, row)?));
+        }
+        Ok(out)
+    }
+
+    async fn dataset_inputs(&self, run_ids: &[String]) -> Result<Vec<(String, DatasetInput)>> {
+        let mut sql = Sql::new(
+            self.dialect,
+            "SELECT run_id, name, digest, source_type, source, schema, profile, tags_json \
+             FROM run_dataset_inputs WHERE run_id IN ",
+        );
+        sql.bind_list(run_ids).push(" ORDER BY name, digest");
+        type Row = (String, String, String, String, String, Option<String>, Option<String>, String);
+        let rows: Vec<Row> = sql.fetch_all(&self.reader).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(run_id, name, digest, source_type, source, schema, profile, tags_json)| {
+                let input = DatasetInput {
+                    dataset: Dataset { name, digest, source_type, source, schema, profile },
+                    tags: serde_json::from_str(&tags_json).unwrap_or_default(),
+                };
+                (run_id, input)
+            })
+            .collect())
+    }
+
+    async fn model_io(&self, run_ids: &[String]) -> Result<Vec<(String, String, String, i64)>> {
+        let mut sql =
+            Sql::new(self.dialect, "SELECT run_id, direction, model_id, step FROM run_model_io WHERE run_id IN ");
+        sql.bind_list(run_ids).push(" ORDER BY model_id");
+        Ok(sql.fetch_all(&self.reader).await?)
     }
 
     /// One page of a metric's history, in step then timestamp order.

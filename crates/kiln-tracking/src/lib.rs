@@ -277,7 +277,24 @@ impl Tracking {
             lifecycle_stage: ACTIVE.into(),
         };
         self.store.create_run(&info, &tags).await?;
-        self.get_run(&info.run_id).await
+        // Everything a new run holds was just written; no need to read it back.
+        tags.sort_by(|a, b| a.key.cmp(&b.key));
+        tags.dedup_by(|later, earlier| {
+            let same = later.key == earlier.key;
+            if same {
+                earlier.value = later.value.clone();
+            }
+            same
+        });
+        Ok(Run {
+            info,
+            metrics: Vec::new(),
+            params: Vec::new(),
+            tags,
+            dataset_inputs: Vec::new(),
+            model_inputs: Vec::new(),
+            model_outputs: Vec::new(),
+        })
     }
 
     pub async fn get_run(&self, run_id: &str) -> Result<Run> {

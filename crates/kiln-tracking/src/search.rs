@@ -178,7 +178,14 @@ enum Token {
     Comma,
 }
 
+/// Items one `IN (...)` list may hold: far above real use, safely below the databases' limits
+/// on bound parameters per statement.
+pub const MAX_IN_LIST: usize = 10_000;
+
 fn tokenize(input: &str) -> Result<Vec<Token>> {
+    if input.contains('\0') {
+        return Err(ServiceError::invalid("Invalid filter string: it contains a NUL character"));
+    }
     let mut tokens = Vec::new();
     let chars: Vec<char> = input.chars().collect();
     let mut i = 0;
@@ -412,6 +419,9 @@ impl Parser<'_> {
                         Some(Token::Word(w)) => items.push(w),
                         Some(Token::RParen) if items.is_empty() => break,
                         _ => return Err(self.invalid("expected a quoted value in the list")),
+                    }
+                    if items.len() > MAX_IN_LIST {
+                        return Err(self.invalid(&format!("an IN list may hold at most {MAX_IN_LIST} values")));
                     }
                     match self.next() {
                         Some(Token::Comma) => continue,
