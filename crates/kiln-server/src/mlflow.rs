@@ -190,12 +190,7 @@ async fn create_run(State(s): State<Shared>, Req(f): Req) -> JsonResult {
             tags: f.tags("tags")?,
         })
         .await?;
-    let mut body = wire::run(&run);
-    // MLflow's create answer has no outputs block.
-    if let Some(obj) = body.as_object_mut() {
-        obj.remove("outputs");
-    }
-    Ok(Json(json!({"run": body})))
+    Ok(Json(json!({"run": wire::RunOut::new(&run, false)})))
 }
 
 async fn get_run(State(s): State<Shared>, Req(f): Req) -> JsonResult {
@@ -323,7 +318,7 @@ async fn log_outputs(State(s): State<Shared>, Req(f): Req) -> JsonResult {
     empty()
 }
 
-async fn search_runs(State(s): State<Shared>, Req(f): Req) -> JsonResult {
+async fn search_runs(State(s): State<Shared>, Req(f): Req) -> ApiResult<axum::response::Response> {
     let req = SearchRequest {
         filter: f.str("filter")?,
         order_by: f.str_list("order_by")?,
@@ -332,7 +327,11 @@ async fn search_runs(State(s): State<Shared>, Req(f): Req) -> JsonResult {
         page_token: f.str("page_token")?,
     };
     let page = s.tracking.search_runs(&f.str_list("experiment_ids")?, &req).await?;
-    Ok(paged("runs", page.items.iter().map(wire::run).collect(), page.next_page_token))
+    let body = wire::RunPage {
+        runs: page.items.iter().map(|r| wire::RunOut::new(r, true)).collect(),
+        next_page_token: page.next_page_token,
+    };
+    Ok(Json(body).into_response())
 }
 
 async fn get_metric_history(State(s): State<Shared>, Req(f): Req) -> ApiResult<axum::response::Response> {

@@ -149,38 +149,159 @@ pub fn run_metric(m: &RunMetric) -> Value {
     })
 }
 
+#[derive(Serialize)]
+struct TagOut<'a> {
+    key: &'a str,
+    value: &'a str,
+}
+
+fn tag_outs(tags: &[Tag]) -> Vec<TagOut<'_>> {
+    tags.iter().map(|t| TagOut { key: &t.key, value: &t.value }).collect()
+}
+
+#[derive(Serialize)]
+struct RunInfoOut<'a> {
+    run_id: &'a str,
+    run_uuid: &'a str,
+    run_name: &'a str,
+    experiment_id: String,
+    user_id: &'a str,
+    status: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    start_time: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    end_time: Option<i64>,
+    artifact_uri: &'a str,
+    lifecycle_stage: &'a str,
+}
+
+#[derive(Serialize)]
+struct RunDataOut<'a> {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    metrics: Vec<MetricOut<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    params: Vec<TagOut<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tags: Vec<TagOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct DatasetOut<'a> {
+    name: &'a str,
+    digest: &'a str,
+    source_type: &'a str,
+    source: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    schema: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    profile: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct DatasetInputOut<'a> {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tags: Vec<TagOut<'a>>,
+    dataset: DatasetOut<'a>,
+}
+
+#[derive(Serialize)]
+struct ModelIdOut<'a> {
+    model_id: &'a str,
+}
+
+#[derive(Serialize)]
+struct ModelOutputOut<'a> {
+    model_id: &'a str,
+    step: i64,
+}
+
+#[derive(Serialize)]
+struct RunInputsOut<'a> {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    dataset_inputs: Vec<DatasetInputOut<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    model_inputs: Vec<ModelIdOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct RunOutputsOut<'a> {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    model_outputs: Vec<ModelOutputOut<'a>>,
+}
+
+/// A run in MLflow's shape, serialized straight from the entity (search pages carry
+/// thousands of these).
+#[derive(Serialize)]
+pub struct RunOut<'a> {
+    info: RunInfoOut<'a>,
+    data: RunDataOut<'a>,
+    inputs: RunInputsOut<'a>,
+    /// MLflow's create answer has no outputs block; every other answer has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outputs: Option<RunOutputsOut<'a>>,
+}
+
+impl<'a> RunOut<'a> {
+    pub fn new(r: &'a Run, with_outputs: bool) -> Self {
+        let i = &r.info;
+        RunOut {
+            info: RunInfoOut {
+                run_id: &i.run_id,
+                run_uuid: &i.run_id,
+                run_name: &i.run_name,
+                experiment_id: i.experiment_id.to_string(),
+                user_id: &i.user_id,
+                status: &i.status,
+                start_time: i.start_time,
+                end_time: i.end_time,
+                artifact_uri: &i.artifact_uri,
+                lifecycle_stage: &i.lifecycle_stage,
+            },
+            data: RunDataOut {
+                metrics: r.metrics.iter().map(|m| MetricOut::new(m, None)).collect(),
+                params: tag_outs(&r.params),
+                tags: tag_outs(&r.tags),
+            },
+            inputs: RunInputsOut {
+                dataset_inputs: r
+                    .dataset_inputs
+                    .iter()
+                    .map(|d| DatasetInputOut {
+                        tags: tag_outs(&d.tags),
+                        dataset: DatasetOut {
+                            name: &d.dataset.name,
+                            digest: &d.dataset.digest,
+                            source_type: &d.dataset.source_type,
+                            source: &d.dataset.source,
+                            schema: d.dataset.schema.as_deref(),
+                            profile: d.dataset.profile.as_deref(),
+                        },
+                    })
+                    .collect(),
+                model_inputs: r.model_inputs.iter().map(|m| ModelIdOut { model_id: m }).collect(),
+            },
+            outputs: with_outputs.then(|| RunOutputsOut {
+                model_outputs: r
+                    .model_outputs
+                    .iter()
+                    .map(|m| ModelOutputOut { model_id: &m.model_id, step: m.step })
+                    .collect(),
+            }),
+        }
+    }
+}
+
+/// A page of runs: `{"runs": [...], "next_page_token": ...}` with MLflow's omissions.
+#[derive(Serialize)]
+pub struct RunPage<'a> {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<RunOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_page_token: Option<String>,
+}
+
 pub fn run(r: &Run) -> Value {
-    let data = Obj::new()
-        .list("metrics", r.metrics.iter().map(|m| metric(m, None)).collect())
-        .list("params", tags(&r.params))
-        .list("tags", tags(&r.tags))
-        .build();
-    let datasets = r
-        .dataset_inputs
-        .iter()
-        .map(|d| {
-            let ds = Obj::new()
-                .set("name", d.dataset.name.clone())
-                .set("digest", d.dataset.digest.clone())
-                .set("source_type", d.dataset.source_type.clone())
-                .set("source", d.dataset.source.clone())
-                .opt("schema", d.dataset.schema.clone())
-                .opt("profile", d.dataset.profile.clone())
-                .build();
-            Obj::new().list("tags", tags(&d.tags)).set("dataset", ds).build()
-        })
-        .collect();
-    let inputs = Obj::new()
-        .list("dataset_inputs", datasets)
-        .list("model_inputs", r.model_inputs.iter().map(|m| json!({"model_id": m})).collect())
-        .build();
-    let outputs = Obj::new()
-        .list(
-            "model_outputs",
-            r.model_outputs.iter().map(|m| json!({"model_id": m.model_id, "step": m.step})).collect(),
-        )
-        .build();
-    json!({"info": run_info(&r.info), "data": data, "inputs": inputs, "outputs": outputs})
+    serde_json::to_value(RunOut::new(r, true)).unwrap_or(Value::Null)
 }
 
 pub fn logged_model(m: &LoggedModel) -> Value {
