@@ -100,12 +100,12 @@ impl Store {
         let options = AnyConnectOptions::from_str(&url)?;
         let store = match dialect {
             Dialect::Sqlite => {
-                let pool = |max: u32| {
+                let pool = |max: u32, writer: bool| {
                     AnyPoolOptions::new()
                         .max_connections(max)
                         .min_connections(1)
                         .acquire_timeout(Duration::from_secs(60))
-                        .after_connect(|conn, _| {
+                        .after_connect(move |conn, _| {
                             Box::pin(async move {
                                 // WAL: readers never block the writer and a commit is durable
                                 // against a killed process. NORMAL sync is enough for that
@@ -119,14 +119,20 @@ impl Store {
                                      PRAGMA temp_store=MEMORY;",
                                 )
                                 .await?;
+                                if writer {
+                                    // Checkpoints run in the background (below), not inside
+                                    // the commit of whichever request crossed the threshold.
+                                    conn.execute("PRAGMA wal_autocheckpoint=0;").await?;
+                                }
                                 Ok(())
                             })
                         })
                 };
-                let writer = pool(1).connect_with(options.clone()).await?;
+                let writer = pool(1, true).connect_with(options.clone()).await?;
                 let store = Store { reader: writer.clone(), writer, dialect };
                 store.migrate().await?;
-                let reader = pool(4).connect_with(options).await?;
+                let reader = pool(4, false).connect_with(options).await?;
+                spawn_checkpointer(reader.clone());
                 Store { reader, ..store }
             }
             Dialect::Postgres => {
@@ -182,6 +188,27 @@ impl Store {
         self.writer.close().await;
         self.reader.close().await;
     }
+}
+
+/// Copies the SQLite write-ahead log into the database file every second, without blocking
+/// readers or the writer (PASSIVE), until the pool closes.
+fn spawn_checkpointer(pool: AnyPool) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if pool.is_closed() {
+                break;
+            }
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+                if pool.is_closed() {
+                    break;
+                }
+                tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
+            }
+        }
+    });
 }
 
 /// Milliseconds since the Unix epoch.
