@@ -1,4 +1,6 @@
--- Portable DDL: runs unchanged on SQLite and PostgreSQL.
+-- Portable DDL for SQLite and PostgreSQL. `{WITHOUT_ROWID}` becomes `WITHOUT ROWID` on SQLite
+-- (rows live in their primary-key b-tree once, instead of a table plus an index) and nothing
+-- on PostgreSQL.
 -- Integers are BIGINT everywhere so the Any driver decodes them as i64 on both.
 -- Timestamps are milliseconds since the epoch.
 
@@ -22,7 +24,7 @@ CREATE TABLE experiment_tags (
     key TEXT NOT NULL,
     value TEXT NOT NULL,
     PRIMARY KEY (experiment_id, key)
-);
+) {WITHOUT_ROWID};
 
 CREATE TABLE runs (
     run_id TEXT PRIMARY KEY,
@@ -43,14 +45,14 @@ CREATE TABLE params (
     key TEXT NOT NULL,
     value TEXT NOT NULL,
     PRIMARY KEY (run_id, key)
-);
+) {WITHOUT_ROWID};
 
 CREATE TABLE tags (
     run_id TEXT NOT NULL,
     key TEXT NOT NULL,
     value TEXT NOT NULL,
     PRIMARY KEY (run_id, key)
-);
+) {WITHOUT_ROWID};
 
 -- Every logged point. NaN is stored as value NULL with is_nan = 1, because SQLite turns NaN
 -- into NULL anyway and both databases then behave alike in filters and ordering.
@@ -66,10 +68,10 @@ CREATE TABLE metrics (
     is_nan BIGINT NOT NULL,
     model_id TEXT,
     dataset_name TEXT,
-    dataset_digest TEXT
-);
--- Serves history reads (its prefix) and makes re-logging an identical point a no-op.
-CREATE UNIQUE INDEX metrics_history ON metrics (run_id, key, step, timestamp, value_bits);
+    dataset_digest TEXT,
+    -- Serves history reads (its prefix) and makes re-logging an identical point a no-op.
+    PRIMARY KEY (run_id, key, step, timestamp, value_bits)
+) {WITHOUT_ROWID};
 CREATE INDEX metrics_by_model ON metrics (model_id) WHERE model_id IS NOT NULL;
 
 -- The value each run shows for a key: the (step, timestamp, value) maximum.
@@ -85,7 +87,7 @@ CREATE TABLE latest_metrics (
     dataset_name TEXT,
     dataset_digest TEXT,
     PRIMARY KEY (run_id, key)
-);
+) {WITHOUT_ROWID};
 
 CREATE TABLE run_dataset_inputs (
     run_id TEXT NOT NULL,
@@ -98,7 +100,7 @@ CREATE TABLE run_dataset_inputs (
     context TEXT,
     tags_json TEXT NOT NULL,
     PRIMARY KEY (run_id, name, digest)
-);
+) {WITHOUT_ROWID};
 
 CREATE TABLE run_model_io (
     run_id TEXT NOT NULL,
@@ -106,7 +108,7 @@ CREATE TABLE run_model_io (
     model_id TEXT NOT NULL,
     step BIGINT NOT NULL,
     PRIMARY KEY (run_id, direction, model_id)
-);
+) {WITHOUT_ROWID};
 
 CREATE TABLE logged_models (
     model_id TEXT PRIMARY KEY,
@@ -128,14 +130,14 @@ CREATE TABLE logged_model_tags (
     key TEXT NOT NULL,
     value TEXT NOT NULL,
     PRIMARY KEY (model_id, key)
-);
+) {WITHOUT_ROWID};
 
 CREATE TABLE logged_model_params (
     model_id TEXT NOT NULL,
     key TEXT NOT NULL,
     value TEXT NOT NULL,
     PRIMARY KEY (model_id, key)
-);
+) {WITHOUT_ROWID};
 
 CREATE TABLE registered_models (
     name TEXT PRIMARY KEY,
@@ -151,7 +153,7 @@ CREATE TABLE registered_model_tags (
     key TEXT NOT NULL,
     value TEXT NOT NULL,
     PRIMARY KEY (name, key)
-);
+) {WITHOUT_ROWID};
 
 CREATE TABLE model_versions (
     name TEXT NOT NULL,
@@ -176,14 +178,14 @@ CREATE TABLE model_version_tags (
     key TEXT NOT NULL,
     value TEXT NOT NULL,
     PRIMARY KEY (name, version, key)
-);
+) {WITHOUT_ROWID};
 
 CREATE TABLE registered_model_aliases (
     name TEXT NOT NULL,
     alias TEXT NOT NULL,
     version BIGINT NOT NULL,
     PRIMARY KEY (name, alias)
-);
+) {WITHOUT_ROWID};
 
 CREATE TABLE traces (
     trace_id TEXT PRIMARY KEY,
@@ -202,11 +204,11 @@ CREATE TABLE trace_metadata (
     key TEXT NOT NULL,
     value TEXT NOT NULL,
     PRIMARY KEY (trace_id, key)
-);
+) {WITHOUT_ROWID};
 
 CREATE TABLE trace_tags (
     trace_id TEXT NOT NULL,
     key TEXT NOT NULL,
     value TEXT NOT NULL,
     PRIMARY KEY (trace_id, key)
-);
+) {WITHOUT_ROWID};

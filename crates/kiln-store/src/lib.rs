@@ -167,8 +167,15 @@ impl Store {
             if applied.iter().any(|(v,)| *v == m.version) {
                 continue;
             }
+            let sql = m.sql.replace(
+                "{WITHOUT_ROWID}",
+                match self.dialect {
+                    Dialect::Sqlite => "WITHOUT ROWID",
+                    Dialect::Postgres => "",
+                },
+            );
             let mut tx = self.writer.begin().await?;
-            sqlx::raw_sql(m.sql)
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
                 .execute(&mut *tx)
                 .await
                 .map_err(|source| StoreError::Migration { version: m.version, source })?;
