@@ -318,3 +318,56 @@ def test_multipart_upload_and_ranged_download_when_the_client_asks(tracking, tmp
     assert r.headers["Content-Range"] == f"bytes 10-19/{len(data)}"
     r = tracking.api("GET", url, headers={"Range": f"bytes={len(data) + 10}-"})
     assert r.status_code == 416
+
+
+def test_wire_shapes_follow_mlflow(tracking):
+    api = "/api/2.0/mlflow"
+    exp = tracking.api("POST", api + "/experiments/create", json={"name": unique("wire")}).json()["experiment_id"]
+    # An empty result is {}: empty lists and unset fields are left out.
+    assert tracking.api("POST", api + "/runs/search", json={"experiment_ids": [exp]}).json() == {}
+    run = tracking.api("POST", api + "/runs/create", json={"experiment_id": exp, "start_time": "1700000000000"}).json()
+    info = run["run"]["info"]
+    assert info["start_time"] == 1700000000000 and isinstance(info["start_time"], int)
+    assert "end_time" not in info and info["run_id"] == info["run_uuid"]
+    assert "outputs" not in run["run"] and run["run"]["inputs"] == {}
+    rid = info["run_id"]
+    metrics = [{"key": "m", "value": float(i), "timestamp": i, "step": i} for i in range(100)]
+    metrics.append({"key": "m", "value": "NaN", "timestamp": 1000, "step": 1000})
+    assert tracking.api("POST", api + "/runs/log-batch", json={"run_id": rid, "metrics": metrics}).json() == {}
+    got = tracking.api("GET", api + "/runs/get", params={"run_id": rid}).json()["run"]
+    assert got["data"]["metrics"] == [{"key": "m", "value": "NaN", "timestamp": 1000, "step": 1000}]
+    assert got["outputs"] == {}
+    # Bulk-interval sampling keeps the first and last step and at most max_results points.
+    r = tracking.api("GET", api + "/metrics/get-history-bulk-interval",
+                     params={"run_ids": rid, "metric_key": "m", "max_results": 10})
+    steps = [m["step"] for m in r.json()["metrics"]]
+    assert len(steps) == 10 and steps[0] == 0 and steps[-1] == 1000 and all(m["run_id"] == rid for m in r.json()["metrics"])
+    r = tracking.api("GET", api + "/metrics/get-history-bulk-interval",
+                     params={"run_ids": rid, "metric_key": "m", "start_step": 10, "end_step": 19})
+    assert [m["step"] for m in r.json()["metrics"]] == list(range(10, 20))
+    r = tracking.api("GET", api + "/metrics/get-history-bulk-interval",
+                     params={"run_ids": rid, "metric_key": "m", "start_step": 10})
+    assert r.status_code == 400
+    # History pages carry an opaque token until the last page.
+    r = tracking.api("GET", api + "/metrics/get-history", params={"run_id": rid, "metric_key": "m", "max_results": 60})
+    first = r.json()
+    assert len(first["metrics"]) == 60 and first["next_page_token"]
+    r = tracking.api("GET", api + "/metrics/get-history", params={"run_id": rid, "metric_key": "m", "max_results": 60,
+                                                                  "page_token": first["next_page_token"]})
+    assert len(r.json()["metrics"]) == 41 and "next_page_token" not in r.json()
+    # Experiments page too, newest first.
+    for i in range(5):
+        tracking.api("POST", api + "/experiments/create", json={"name": unique(f"page{i}")})
+    seen, token = [], None
+    while True:
+        body = {"max_results": 2, **({"page_token": token} if token else {})}
+        page = tracking.api("POST", api + "/experiments/search", json=body).json()
+        seen += [e["experiment_id"] for e in page["experiments"]]
+        token = page.get("next_page_token")
+        if not token:
+            break
+    assert len(seen) == len(set(seen)) >= 7 and seen[-1] == "0"
+    r = tracking.api("POST", api + "/runs/search", json={"experiment_ids": [exp], "page_token": "garbage!"})
+    assert r.status_code == 400
+    for path in ["/api/v1/runs/a%00b", api + "/runs/get?run_id=a%00b", api + "/logged-models/m-%00"]:
+        assert tracking.api("GET", path).status_code == 400, path

@@ -84,6 +84,17 @@ fn basic_auth_user(value: &str) -> Option<String> {
     Some(text.split_once(':').map(|(u, _)| u).unwrap_or(&text).to_string())
 }
 
+/// No name in Kiln may hold a NUL character (PostgreSQL cannot store one): refuse it in any
+/// URL up front rather than deep in a query.
+async fn refuse_nul_in_url(req: Request, next: Next) -> Response {
+    let uri = req.uri();
+    let has_nul = |s: &str| s.to_ascii_lowercase().contains("%00");
+    if has_nul(uri.path()) || uri.query().is_some_and(has_nul) {
+        return ApiError::invalid("Invalid request: the URL contains a NUL character").into_response();
+    }
+    next.run(req).await
+}
+
 /// Unknown routes answer a plain-text 404: MLflow clients read that as ENDPOINT_NOT_FOUND
 /// and fall back to older endpoints, which a JSON 404 would break.
 async fn not_found() -> Response {
@@ -111,6 +122,7 @@ pub fn router(state: Shared) -> Router {
         .route("/version", get(|| async { MLFLOW_COMPAT_VERSION }))
         .fallback(not_found)
         .layer(middleware::from_fn(resolve_identity))
+        .layer(middleware::from_fn(refuse_nul_in_url))
         .with_state(state)
 }
 
