@@ -11,17 +11,8 @@ pub use kiln_store::{ModelVersion as Version, RegisteredModel as Model};
 /// The tag MLflow's prompt registry puts on registered models that hold prompts.
 const PROMPT_TAG: &str = "mlflow.prompt.is_prompt";
 
-#[derive(Debug, Clone, Default)]
-pub struct NewVersionRequest {
-    pub name: String,
-    pub source: String,
-    pub run_id: Option<String>,
-    pub run_link: Option<String>,
-    pub description: Option<String>,
-    pub model_id: Option<String>,
-    pub tags: Vec<Tag>,
-    pub user_id: Option<String>,
-}
+/// A request for a new model version: the store's own plain type, checked here first.
+pub use kiln_store::NewModelVersion as NewVersionRequest;
 
 #[derive(Clone)]
 pub struct Registry {
@@ -203,14 +194,10 @@ impl Registry {
         self.validate_source(&req).await?;
         self.get_registered_model(&req.name).await?;
         let new = NewModelVersion {
-            name: req.name.clone(),
-            source: req.source,
             run_id: req.run_id.filter(|r| !r.is_empty()),
-            run_link: req.run_link,
-            description: req.description,
             model_id: req.model_id.filter(|m| !m.is_empty()),
-            user_id: req.user_id,
             tags: checked_tags(req.tags)?,
+            ..req
         };
         let version = self.store.create_model_version(&new).await?;
         if let Some(model_id) = &version.model_id {

@@ -62,14 +62,8 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        for (table, items) in [("logged_model_params", &m.params), ("logged_model_tags", &m.tags)] {
-            for t in items {
-                let mut sql = Sql::new(self.dialect, &format!("INSERT INTO {table} (model_id, key, value) VALUES ("));
-                sql.bind(&m.model_id).push(", ").bind(&t.key).push(", ").bind(&t.value);
-                sql.push(") ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value");
-                sql.execute(&mut *tx).await?;
-            }
-        }
+        upsert_entries(&mut tx, self.dialect, "logged_model_params", &m.model_id, &m.params).await?;
+        upsert_entries(&mut tx, self.dialect, "logged_model_tags", &m.model_id, &m.tags).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -123,12 +117,7 @@ impl Store {
     pub async fn set_logged_model_entries(&self, model_id: &str, entries: &[Tag], params: bool) -> Result<()> {
         let table = if params { "logged_model_params" } else { "logged_model_tags" };
         let mut tx = self.writer.begin().await?;
-        for t in entries {
-            let mut sql = Sql::new(self.dialect, &format!("INSERT INTO {table} (model_id, key, value) VALUES ("));
-            sql.bind(model_id).push(", ").bind(&t.key).push(", ").bind(&t.value);
-            sql.push(") ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value");
-            sql.execute(&mut *tx).await?;
-        }
+        upsert_entries(&mut tx, self.dialect, table, model_id, entries).await?;
         sqlx::query("UPDATE logged_models SET last_updated_timestamp = $1 WHERE model_id = $2")
             .bind(now_ms())
             .bind(model_id)
@@ -226,4 +215,21 @@ impl Store {
             })
             .collect())
     }
+}
+
+/// Upserts key/value entries (tags or params) of a logged model.
+async fn upsert_entries(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    dialect: crate::Dialect,
+    table: &str,
+    model_id: &str,
+    entries: &[Tag],
+) -> Result<()> {
+    for t in entries {
+        let mut sql = Sql::new(dialect, &format!("INSERT INTO {table} (model_id, key, value) VALUES ("));
+        sql.bind(model_id).push(", ").bind(&t.key).push(", ").bind(&t.value);
+        sql.push(") ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value");
+        sql.execute(&mut **tx).await?;
+    }
+    Ok(())
 }

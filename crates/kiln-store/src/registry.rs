@@ -289,16 +289,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         for t in &new.tags {
-            sqlx::query(
-                "INSERT INTO model_version_tags (name, version, key, value) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (name, version, key) DO UPDATE SET value = excluded.value",
-            )
-            .bind(&new.name)
-            .bind(version)
-            .bind(&t.key)
-            .bind(&t.value)
-            .execute(&mut *tx)
-            .await?;
+            upsert_version_tag(&mut *tx, &new.name, version, t).await?;
         }
         tx.commit().await?;
         self.get_model_version(&new.name, version)
@@ -454,17 +445,7 @@ impl Store {
     }
 
     pub async fn set_model_version_tag(&self, name: &str, version: i64, tag: &Tag) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO model_version_tags (name, version, key, value) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (name, version, key) DO UPDATE SET value = excluded.value",
-        )
-        .bind(name)
-        .bind(version)
-        .bind(&tag.key)
-        .bind(&tag.value)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        upsert_version_tag(&self.writer, name, version, tag).await
     }
 
     pub async fn delete_model_version_tag(&self, name: &str, version: i64, key: &str) -> Result<bool> {
@@ -523,4 +504,23 @@ impl Store {
         let rows: Vec<MvRow> = sql.fetch_all(&self.reader).await?;
         self.hydrate_model_versions(rows).await
     }
+}
+
+async fn upsert_version_tag<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    name: &str,
+    version: i64,
+    tag: &Tag,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO model_version_tags (name, version, key, value) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (name, version, key) DO UPDATE SET value = excluded.value",
+    )
+    .bind(name)
+    .bind(version)
+    .bind(&tag.key)
+    .bind(&tag.value)
+    .execute(executor)
+    .await?;
+    Ok(())
 }

@@ -559,6 +559,31 @@ async fn upsert_tags(tx: &mut Transaction<'_, Any>, dialect: Dialect, run_id: &s
     Ok(())
 }
 
+/// `INSERT INTO <table> (…metric columns…) VALUES (…), (…)` for the points; the caller adds
+/// the conflict clause.
+fn metric_rows<'m>(dialect: Dialect, table: &str, run_id: &str, points: impl Iterator<Item = &'m Metric>) -> Sql {
+    let mut sql = Sql::new(
+        dialect,
+        &format!(
+            "INSERT INTO {table} (run_id, key, step, timestamp, value, value_bits, is_nan, model_id, dataset_name, \
+             dataset_digest) VALUES "
+        ),
+    );
+    for (i, m) in points.enumerate() {
+        let (value, is_nan) = stored_value(m.value);
+        sql.push(if i == 0 { "(" } else { ", (" });
+        sql.bind(run_id).push(", ").bind(&m.key).push(", ").bind(m.step).push(", ").bind(m.timestamp);
+        sql.push(", ");
+        match value {
+            Some(v) => sql.bind(v),
+            None => sql.push("NULL"),
+        };
+        sql.push(", ").bind(value_bits(value)).push(", ").bind(is_nan).push(", ").bind(m.model_id.clone());
+        sql.push(", ").bind(m.dataset_name.clone()).push(", ").bind(m.dataset_digest.clone()).push(")");
+    }
+    sql
+}
+
 async fn insert_metrics(
     tx: &mut Transaction<'_, Any>,
     dialect: Dialect,
@@ -569,53 +594,25 @@ async fn insert_metrics(
         return Ok(());
     }
     for chunk in metrics.chunks(INSERT_CHUNK) {
-        let mut sql = Sql::new(
-            dialect,
-            "INSERT INTO metrics (run_id, key, step, timestamp, value, value_bits, is_nan, model_id, dataset_name, \
-             dataset_digest) VALUES ",
-        );
-        for (i, m) in chunk.iter().enumerate() {
-            let (value, is_nan) = stored_value(m.value);
-            sql.push(if i == 0 { "(" } else { ", (" });
-            sql.bind(run_id).push(", ").bind(&m.key).push(", ").bind(m.step).push(", ").bind(m.timestamp);
-            sql.push(", ");
-            match value {
-                Some(v) => sql.bind(v),
-                None => sql.push("NULL"),
-            };
-            sql.push(", ").bind(value_bits(value)).push(", ").bind(is_nan).push(", ").bind(m.model_id.clone());
-            sql.push(", ").bind(m.dataset_name.clone()).push(", ").bind(m.dataset_digest.clone()).push(")");
-        }
+        let mut sql = metric_rows(dialect, "metrics", run_id, chunk.iter());
         sql.push(" ON CONFLICT DO NOTHING");
         sql.execute(&mut **tx).await?;
     }
     // The newest point per key in this batch, then one conditional upsert per key.
-    let mut latest: Vec<&Metric> = Vec::new();
+    let mut latest: HashMap<&str, &Metric> = HashMap::new();
     for m in metrics {
-        match latest.iter_mut().find(|l| l.key == m.key) {
-            Some(l) if newer(m, l) => *l = m,
-            Some(_) => {}
-            None => latest.push(m),
-        }
+        latest
+            .entry(&m.key)
+            .and_modify(|l| {
+                if newer(m, l) {
+                    *l = m
+                }
+            })
+            .or_insert(m);
     }
+    let latest: Vec<&Metric> = latest.into_values().collect();
     for chunk in latest.chunks(INSERT_CHUNK) {
-        let mut sql = Sql::new(
-            dialect,
-            "INSERT INTO latest_metrics (run_id, key, step, timestamp, value, value_bits, is_nan, model_id, \
-             dataset_name, dataset_digest) VALUES ",
-        );
-        for (i, m) in chunk.iter().enumerate() {
-            let (value, is_nan) = stored_value(m.value);
-            sql.push(if i == 0 { "(" } else { ", (" });
-            sql.bind(run_id).push(", ").bind(&m.key).push(", ").bind(m.step).push(", ").bind(m.timestamp);
-            sql.push(", ");
-            match value {
-                Some(v) => sql.bind(v),
-                None => sql.push("NULL"),
-            };
-            sql.push(", ").bind(value_bits(value)).push(", ").bind(is_nan).push(", ").bind(m.model_id.clone());
-            sql.push(", ").bind(m.dataset_name.clone()).push(", ").bind(m.dataset_digest.clone()).push(")");
-        }
+        let mut sql = metric_rows(dialect, "latest_metrics", run_id, chunk.iter().copied());
         sql.push(
             " ON CONFLICT (run_id, key) DO UPDATE SET step = excluded.step, timestamp = excluded.timestamp, \
              value = excluded.value, value_bits = excluded.value_bits, is_nan = excluded.is_nan, model_id = excluded.model_id, \

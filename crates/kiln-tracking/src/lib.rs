@@ -391,8 +391,12 @@ impl Tracking {
                 list.join(", ")
             )));
         }
+        // A batch usually repeats a few keys many times: check each key once.
+        let mut checked = std::collections::HashSet::new();
         for m in &metrics {
-            validate_key(&m.key, "key")?;
+            if checked.insert(m.key.as_str()) {
+                validate_key(&m.key, "key")?;
+            }
             if m.timestamp < 0 {
                 return Err(ServiceError::invalid(format!(
                     "Invalid value {} for parameter 'timestamp' supplied: Metric timestamp must be a non-negative integer.",
