@@ -9,6 +9,7 @@ CREATE TABLE kiln_counters (
     value BIGINT NOT NULL
 );
 INSERT INTO kiln_counters (name, value) VALUES ('experiment', 0);
+INSERT INTO kiln_counters (name, value) VALUES ('run', 0);
 
 CREATE TABLE experiments (
     experiment_id BIGINT PRIMARY KEY,
@@ -26,8 +27,12 @@ CREATE TABLE experiment_tags (
     PRIMARY KEY (experiment_id, key)
 ) {WITHOUT_ROWID};
 
+-- run_key: a compact integer for the run, used by every per-run side table; the 32-character
+-- run_id would otherwise be repeated in every metric point, param and tag, and compared in
+-- every index lookup.
 CREATE TABLE runs (
     run_id TEXT PRIMARY KEY,
+    run_key BIGINT NOT NULL UNIQUE,
     experiment_id BIGINT NOT NULL,
     run_name TEXT NOT NULL,
     user_id TEXT NOT NULL,
@@ -41,17 +46,17 @@ CREATE TABLE runs (
 CREATE INDEX runs_by_experiment ON runs (experiment_id, start_time);
 
 CREATE TABLE params (
-    run_id TEXT NOT NULL,
+    run_key BIGINT NOT NULL,
     key TEXT NOT NULL,
     value TEXT NOT NULL,
-    PRIMARY KEY (run_id, key)
+    PRIMARY KEY (run_key, key)
 ) {WITHOUT_ROWID};
 
 CREATE TABLE tags (
-    run_id TEXT NOT NULL,
+    run_key BIGINT NOT NULL,
     key TEXT NOT NULL,
     value TEXT NOT NULL,
-    PRIMARY KEY (run_id, key)
+    PRIMARY KEY (run_key, key)
 ) {WITHOUT_ROWID};
 
 -- Every logged point. NaN is stored as value NULL with is_nan = 1, because SQLite turns NaN
@@ -59,7 +64,7 @@ CREATE TABLE tags (
 -- value_bits holds the value's exact IEEE-754 bits: reads render integers (exact and much
 -- cheaper than formatting reals), and re-logging an identical point, NaN included, is a no-op.
 CREATE TABLE metrics (
-    run_id TEXT NOT NULL,
+    run_key BIGINT NOT NULL,
     key TEXT NOT NULL,
     step BIGINT NOT NULL,
     timestamp BIGINT NOT NULL,
@@ -70,13 +75,13 @@ CREATE TABLE metrics (
     dataset_name TEXT,
     dataset_digest TEXT,
     -- Serves history reads (its prefix) and makes re-logging an identical point a no-op.
-    PRIMARY KEY (run_id, key, step, timestamp, value_bits)
+    PRIMARY KEY (run_key, key, step, timestamp, value_bits)
 ) {WITHOUT_ROWID};
 CREATE INDEX metrics_by_model ON metrics (model_id) WHERE model_id IS NOT NULL;
 
 -- The value each run shows for a key: the (step, timestamp, value) maximum.
 CREATE TABLE latest_metrics (
-    run_id TEXT NOT NULL,
+    run_key BIGINT NOT NULL,
     key TEXT NOT NULL,
     step BIGINT NOT NULL,
     timestamp BIGINT NOT NULL,
@@ -86,11 +91,11 @@ CREATE TABLE latest_metrics (
     model_id TEXT,
     dataset_name TEXT,
     dataset_digest TEXT,
-    PRIMARY KEY (run_id, key)
+    PRIMARY KEY (run_key, key)
 ) {WITHOUT_ROWID};
 
 CREATE TABLE run_dataset_inputs (
-    run_id TEXT NOT NULL,
+    run_key BIGINT NOT NULL,
     name TEXT NOT NULL,
     digest TEXT NOT NULL,
     source_type TEXT NOT NULL,
@@ -99,15 +104,15 @@ CREATE TABLE run_dataset_inputs (
     profile TEXT,
     context TEXT,
     tags_json TEXT NOT NULL,
-    PRIMARY KEY (run_id, name, digest)
+    PRIMARY KEY (run_key, name, digest)
 ) {WITHOUT_ROWID};
 
 CREATE TABLE run_model_io (
-    run_id TEXT NOT NULL,
+    run_key BIGINT NOT NULL,
     direction TEXT NOT NULL,
     model_id TEXT NOT NULL,
     step BIGINT NOT NULL,
-    PRIMARY KEY (run_id, direction, model_id)
+    PRIMARY KEY (run_key, direction, model_id)
 ) {WITHOUT_ROWID};
 
 CREATE TABLE logged_models (

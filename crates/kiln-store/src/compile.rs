@@ -113,7 +113,7 @@ fn push_clause(sql: &mut Sql, entity: &EntitySql, clause: &Clause, dialect: Dial
                 "context" => "d.context",
                 _ => return Err(unsupported()),
             };
-            sql.push("EXISTS (SELECT 1 FROM run_dataset_inputs d WHERE d.run_id = ");
+            sql.push("EXISTS (SELECT 1 FROM run_dataset_inputs d WHERE d.run_key = ");
             sql.push(entity.id).push(" AND ");
             push_string_condition(sql, column, clause.op, &clause.value, dialect).ok_or_else(unsupported)?;
             sql.push(")");

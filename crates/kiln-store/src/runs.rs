@@ -10,7 +10,7 @@ use crate::sql::{Col, Sql};
 use crate::{Dialect, Result, Store, StoreError, now_ms};
 
 pub(crate) const RUN_SQL: EntitySql = EntitySql {
-    id: "e.run_id",
+    id: "e.run_key",
     attributes: &[
         ("run_id", "e.run_id", false),
         ("run_name", "e.run_name", false),
@@ -21,9 +21,9 @@ pub(crate) const RUN_SQL: EntitySql = EntitySql {
         ("start_time", "e.start_time", true),
         ("end_time", "e.end_time", true),
     ],
-    tags: Some(("tags", "run_id")),
-    params: Some(("params", "run_id")),
-    metrics: Some(("latest_metrics", "run_id")),
+    tags: Some(("tags", "run_key")),
+    params: Some(("params", "run_key")),
+    metrics: Some(("latest_metrics", "run_key")),
     metadata: None,
     datasets: true,
     side_extra: "",
@@ -36,22 +36,39 @@ const RUN_COLUMNS: &str = "e.run_id, e.experiment_id, e.run_name, e.user_id, e.s
 const RUN_PACKED_COLUMNS: &str = "e.run_id AS c0, e.experiment_id AS c1, e.run_name AS c2, e.user_id AS c3, \
      e.status AS c4, CAST(e.start_time AS TEXT) AS c5, CAST(e.end_time AS TEXT) AS c6, e.artifact_uri AS c7, \
      e.lifecycle_stage AS c8";
-const RUN_PACKED_COLS: [Col; 10] =
-    [Col::Text, Col::Int, Col::Text, Col::Text, Col::Text, Col::Text, Col::Text, Col::Text, Col::Text, Col::Int];
+/// `c9` is the row number that carries the order, `c10` the run key.
+const RUN_PACKED_COLS: [Col; 11] = [
+    Col::Text,
+    Col::Int,
+    Col::Text,
+    Col::Text,
+    Col::Text,
+    Col::Text,
+    Col::Text,
+    Col::Text,
+    Col::Text,
+    Col::Int,
+    Col::Int,
+];
 
-fn run_info_from_packed(mut row: Vec<Option<String>>) -> Result<RunInfo> {
+/// A run's key and info from a packed row of `RUN_PACKED_COLS`.
+fn run_info_from_packed(mut row: Vec<Option<String>>) -> Result<(i64, RunInfo)> {
     let opt_int = |v: &Option<String>| v.as_deref().and_then(|s| s.parse::<i64>().ok());
-    Ok(RunInfo {
-        experiment_id: packed_int(&row[1])?,
-        start_time: opt_int(&row[5]),
-        end_time: opt_int(&row[6]),
-        run_id: row[0].take().unwrap_or_default(),
-        run_name: row[2].take().unwrap_or_default(),
-        user_id: row[3].take().unwrap_or_default(),
-        status: row[4].take().unwrap_or_default(),
-        artifact_uri: row[7].take().unwrap_or_default(),
-        lifecycle_stage: row[8].take().unwrap_or_default(),
-    })
+    let run_key = packed_int(&row[10])?;
+    Ok((
+        run_key,
+        RunInfo {
+            experiment_id: packed_int(&row[1])?,
+            start_time: opt_int(&row[5]),
+            end_time: opt_int(&row[6]),
+            run_id: row[0].take().unwrap_or_default(),
+            run_name: row[2].take().unwrap_or_default(),
+            user_id: row[3].take().unwrap_or_default(),
+            status: row[4].take().unwrap_or_default(),
+            artifact_uri: row[7].take().unwrap_or_default(),
+            lifecycle_stage: row[8].take().unwrap_or_default(),
+        },
+    ))
 }
 
 /// The tag that mirrors a run's name; MLflow keeps the two in step.
@@ -126,9 +143,13 @@ fn newer(a: &Metric, b: &Metric) -> bool {
 impl Store {
     pub async fn create_run(&self, info: &RunInfo, tags: &[Tag]) -> Result<()> {
         let mut tx = self.writer.begin().await?;
+        let (run_key,): (i64,) =
+            sqlx::query_as("UPDATE kiln_counters SET value = value + 1 WHERE name = 'run' RETURNING value")
+                .fetch_one(&mut *tx)
+                .await?;
         sqlx::query(
             "INSERT INTO runs (run_id, experiment_id, run_name, user_id, status, start_time, end_time, \
-             artifact_uri, lifecycle_stage) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             artifact_uri, lifecycle_stage, run_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&info.run_id)
         .bind(info.experiment_id)
@@ -139,10 +160,11 @@ impl Store {
         .bind(info.end_time)
         .bind(&info.artifact_uri)
         .bind(&info.lifecycle_stage)
+        .bind(run_key)
         .execute(&mut *tx)
         .await
         .map_err(crate::unique_as_exists(|| info.run_id.clone()))?;
-        upsert_tags(&mut tx, self.dialect, &info.run_id, tags).await?;
+        upsert_tags(&mut tx, self.dialect, run_key, tags).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -154,10 +176,12 @@ impl Store {
     }
 
     pub async fn get_run(&self, run_id: &str) -> Result<Option<Run>> {
-        match self.get_run_info(run_id).await? {
-            Some(info) => Ok(self.hydrate_runs(vec![info]).await?.pop()),
-            None => Ok(None),
-        }
+        let mut sql = Sql::new(self.dialect, &format!("SELECT {RUN_COLUMNS}, e.run_key FROM runs e WHERE e.run_id = "));
+        sql.bind(run_id);
+        type Keyed = (String, i64, String, String, String, Option<i64>, Option<i64>, String, String, i64);
+        let Some(r) = sql.fetch_optional::<Keyed, _>(&self.reader).await? else { return Ok(None) };
+        let info = run_info_from_row((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8));
+        Ok(self.hydrate_runs(vec![(r.9, info)]).await?.pop())
     }
 
     /// Changes the fields given; a new name also updates the `mlflow.runName` tag.
@@ -184,7 +208,8 @@ impl Store {
             return Err(StoreError::NotFound(run_id.to_string()));
         }
         if let Some(n) = run_name {
-            upsert_tags(&mut tx, self.dialect, run_id, &[Tag::new(RUN_NAME_TAG, n)]).await?;
+            let run_key = run_key(&mut tx, run_id).await?;
+            upsert_tags(&mut tx, self.dialect, run_key, &[Tag::new(RUN_NAME_TAG, n)]).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -208,10 +233,11 @@ impl Store {
     /// is written and the first conflict comes back), tags upsert, metrics append.
     pub async fn log_batch(&self, run_id: &str, batch: &RunBatch) -> Result<Option<ParamConflict>> {
         let mut tx = self.writer.begin().await?;
+        let run_key = run_key(&mut tx, run_id).await?;
         if !batch.params.is_empty() {
             let keys: Vec<String> = batch.params.iter().map(|p| p.key.clone()).collect();
-            let mut sql = Sql::new(self.dialect, "SELECT key, value FROM params WHERE run_id = ");
-            sql.bind(run_id).push(" AND key IN ").bind_list(&keys);
+            let mut sql = Sql::new(self.dialect, "SELECT key, value FROM params WHERE run_key = ");
+            sql.bind(run_key).push(" AND key IN ").bind_list(&keys);
             let existing: HashMap<String, String> =
                 sql.fetch_all::<(String, String), _>(&mut *tx).await?.into_iter().collect();
             for p in &batch.params {
@@ -224,42 +250,44 @@ impl Store {
                 }
             }
             for chunk in batch.params.chunks(INSERT_CHUNK) {
-                let mut sql = Sql::new(self.dialect, "INSERT INTO params (run_id, key, value) VALUES ");
+                let mut sql = Sql::new(self.dialect, "INSERT INTO params (run_key, key, value) VALUES ");
                 for (i, p) in chunk.iter().enumerate() {
                     sql.push(if i == 0 { "(" } else { ", (" });
-                    sql.bind(run_id).push(", ").bind(&p.key).push(", ").bind(&p.value).push(")");
+                    sql.bind(run_key).push(", ").bind(&p.key).push(", ").bind(&p.value).push(")");
                 }
                 sql.push(" ON CONFLICT DO NOTHING");
                 sql.execute(&mut *tx).await?;
             }
         }
-        upsert_tags(&mut tx, self.dialect, run_id, &batch.tags).await?;
-        insert_metrics(&mut tx, self.dialect, run_id, &batch.metrics).await?;
+        upsert_tags(&mut tx, self.dialect, run_key, &batch.tags).await?;
+        insert_metrics(&mut tx, self.dialect, run_key, &batch.metrics).await?;
         tx.commit().await?;
         Ok(None)
     }
 
     /// Returns whether the tag existed.
     pub async fn delete_run_tag(&self, run_id: &str, key: &str) -> Result<bool> {
-        let n = sqlx::query("DELETE FROM tags WHERE run_id = $1 AND key = $2")
-            .bind(run_id)
-            .bind(key)
-            .execute(&self.writer)
-            .await?;
+        let n =
+            sqlx::query("DELETE FROM tags WHERE run_key = (SELECT run_key FROM runs WHERE run_id = $1) AND key = $2")
+                .bind(run_id)
+                .bind(key)
+                .execute(&self.writer)
+                .await?;
         Ok(n.rows_affected() > 0)
     }
 
     pub async fn log_inputs(&self, run_id: &str, datasets: &[DatasetInput], models: &[String]) -> Result<()> {
         let mut tx = self.writer.begin().await?;
+        let run_key = run_key(&mut tx, run_id).await?;
         for input in datasets {
             let context = input.tags.iter().find(|t| t.key == "mlflow.data.context").map(|t| t.value.clone());
             let tags_json = serde_json::to_string(&input.tags).unwrap_or_else(|_| "[]".into());
             let d = &input.dataset;
             sqlx::query(
-                "INSERT INTO run_dataset_inputs (run_id, name, digest, source_type, source, schema, profile, \
+                "INSERT INTO run_dataset_inputs (run_key, name, digest, source_type, source, schema, profile, \
                  context, tags_json) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
             )
-            .bind(run_id)
+            .bind(run_key)
             .bind(&d.name)
             .bind(&d.digest)
             .bind(&d.source_type)
@@ -273,10 +301,10 @@ impl Store {
         }
         for model_id in models {
             sqlx::query(
-                "INSERT INTO run_model_io (run_id, direction, model_id, step) VALUES ($1, 'input', $2, 0) \
+                "INSERT INTO run_model_io (run_key, direction, model_id, step) VALUES ($1, 'input', $2, 0) \
                  ON CONFLICT DO NOTHING",
             )
-            .bind(run_id)
+            .bind(run_key)
             .bind(model_id)
             .execute(&mut *tx)
             .await?;
@@ -287,12 +315,13 @@ impl Store {
 
     pub async fn log_outputs(&self, run_id: &str, models: &[ModelOutput]) -> Result<()> {
         let mut tx = self.writer.begin().await?;
+        let run_key = run_key(&mut tx, run_id).await?;
         for m in models {
             sqlx::query(
-                "INSERT INTO run_model_io (run_id, direction, model_id, step) VALUES ($1, 'output', $2, $3) \
-                 ON CONFLICT (run_id, direction, model_id) DO UPDATE SET step = excluded.step",
+                "INSERT INTO run_model_io (run_key, direction, model_id, step) VALUES ($1, 'output', $2, $3) \
+                 ON CONFLICT (run_key, direction, model_id) DO UPDATE SET step = excluded.step",
             )
-            .bind(run_id)
+            .bind(run_key)
             .bind(&m.model_id)
             .bind(m.step)
             .execute(&mut *tx)
@@ -319,7 +348,10 @@ impl Store {
         sql.push(" ORDER BY ").push(&order);
         sql.push(" LIMIT ").bind(search.limit.saturating_add(1)).push(" OFFSET ").bind(search.offset);
         // The row number carries the order through the packing aggregate.
-        sql.text.insert_str(0, &format!("SELECT {RUN_PACKED_COLUMNS}, ROW_NUMBER() OVER (ORDER BY {order}) AS c9"));
+        sql.text.insert_str(
+            0,
+            &format!("SELECT {RUN_PACKED_COLUMNS}, ROW_NUMBER() OVER (ORDER BY {order}) AS c9, e.run_key AS c10"),
+        );
         let rows = sql.fetch_packed(&self.reader, &RUN_PACKED_COLS, "t.c9").await?;
         let mut infos = rows.into_iter().map(run_info_from_packed).collect::<Result<Vec<_>>>()?;
         let next_offset = page_rest(&mut infos, search);
@@ -327,17 +359,17 @@ impl Store {
     }
 
     /// Fills in latest metrics, params, tags, inputs and outputs with one query per side table.
-    async fn hydrate_runs(&self, infos: Vec<RunInfo>) -> Result<Vec<Run>> {
+    async fn hydrate_runs(&self, infos: Vec<(i64, RunInfo)>) -> Result<Vec<Run>> {
         if infos.is_empty() {
             return Ok(Vec::new());
         }
-        let ids: Vec<String> = infos.iter().map(|r| r.run_id.clone()).collect();
-        let mut params: HashMap<String, Vec<Tag>> = HashMap::new();
-        let mut tags: HashMap<String, Vec<Tag>> = HashMap::new();
-        let mut metrics: HashMap<String, Vec<Metric>> = HashMap::new();
-        let mut datasets: HashMap<String, Vec<DatasetInput>> = HashMap::new();
-        let mut model_inputs: HashMap<String, Vec<String>> = HashMap::new();
-        let mut model_outputs: HashMap<String, Vec<ModelOutput>> = HashMap::new();
+        let ids: Vec<i64> = infos.iter().map(|(key, _)| *key).collect();
+        let mut params: HashMap<i64, Vec<Tag>> = HashMap::new();
+        let mut tags: HashMap<i64, Vec<Tag>> = HashMap::new();
+        let mut metrics: HashMap<i64, Vec<Metric>> = HashMap::new();
+        let mut datasets: HashMap<i64, Vec<DatasetInput>> = HashMap::new();
+        let mut model_inputs: HashMap<i64, Vec<String>> = HashMap::new();
+        let mut model_outputs: HashMap<i64, Vec<ModelOutput>> = HashMap::new();
         // Chunked so a 50k-run page stays inside the databases' bind limits.
         for chunk in ids.chunks(5000) {
             // Independent reads: run them at once on the reader pool.
@@ -370,63 +402,62 @@ impl Store {
         }
         Ok(infos
             .into_iter()
-            .map(|info| {
-                let id = info.run_id.clone();
-                Run {
-                    info,
-                    metrics: metrics.remove(&id).unwrap_or_default(),
-                    params: params.remove(&id).unwrap_or_default(),
-                    tags: tags.remove(&id).unwrap_or_default(),
-                    dataset_inputs: datasets.remove(&id).unwrap_or_default(),
-                    model_inputs: model_inputs.remove(&id).unwrap_or_default(),
-                    model_outputs: model_outputs.remove(&id).unwrap_or_default(),
-                }
+            .map(|(id, info)| Run {
+                info,
+                metrics: metrics.remove(&id).unwrap_or_default(),
+                params: params.remove(&id).unwrap_or_default(),
+                tags: tags.remove(&id).unwrap_or_default(),
+                dataset_inputs: datasets.remove(&id).unwrap_or_default(),
+                model_inputs: model_inputs.remove(&id).unwrap_or_default(),
+                model_outputs: model_outputs.remove(&id).unwrap_or_default(),
             })
             .collect())
     }
 
-    /// `(run_id, key/value)` rows of `params` or `tags` for the runs, ordered by run and key.
-    async fn packed_key_values(&self, table: &str, run_ids: &[String]) -> Result<Vec<(String, Tag)>> {
+    /// `(run_key, key/value)` rows of `params` or `tags` for the runs, ordered by run and key.
+    async fn packed_key_values(&self, table: &str, run_keys: &[i64]) -> Result<Vec<(i64, Tag)>> {
         let mut sql = Sql::new(
             self.dialect,
-            &format!("SELECT run_id AS c0, key AS c1, value AS c2 FROM {table} WHERE run_id IN "),
+            &format!("SELECT run_key AS c0, key AS c1, value AS c2 FROM {table} WHERE run_key IN "),
         );
-        sql.bind_list(run_ids);
-        let rows = sql.fetch_packed(&self.reader, &[Col::Text, Col::Text, Col::Text], "t.c0, t.c1").await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|mut row| {
-                let (value, key, run_id) = (row.pop()??, row.pop()??, row.pop()??);
-                Some((run_id, Tag { key, value }))
-            })
-            .collect())
-    }
-
-    async fn packed_latest_metrics(&self, run_ids: &[String]) -> Result<Vec<(String, Metric)>> {
-        let mut sql = Sql::new(
-            self.dialect,
-            "SELECT step AS c0, timestamp AS c1, value_bits AS c2, model_id AS c3, dataset_name AS c4, \
-             dataset_digest AS c5, run_id AS c6, key AS c7 FROM latest_metrics WHERE run_id IN ",
-        );
-        sql.bind_list(run_ids);
-        let mut cols = POINT_COLS.to_vec();
-        cols.extend([Col::Text, Col::Text]);
-        let mut out = Vec::new();
-        for mut row in sql.fetch_packed(&self.reader, &cols, "t.c6, t.c7").await? {
-            let (key, run_id) = (row.pop().flatten().unwrap_or_default(), row.pop().flatten().unwrap_or_default());
-            out.push((run_id, point_from_packed(&key, row)?));
+        sql.bind_list(run_keys);
+        let rows = sql.fetch_packed(&self.reader, &[Col::Int, Col::Text, Col::Text], "t.c0, t.c1").await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for mut row in rows {
+            let run_key = packed_int(&row[0])?;
+            if let (Some(value), Some(key)) = (row.pop().flatten(), row.pop().flatten()) {
+                out.push((run_key, Tag { key, value }));
+            }
         }
         Ok(out)
     }
 
-    async fn dataset_inputs(&self, run_ids: &[String]) -> Result<Vec<(String, DatasetInput)>> {
+    async fn packed_latest_metrics(&self, run_keys: &[i64]) -> Result<Vec<(i64, Metric)>> {
         let mut sql = Sql::new(
             self.dialect,
-            "SELECT run_id, name, digest, source_type, source, schema, profile, tags_json \
-             FROM run_dataset_inputs WHERE run_id IN ",
+            "SELECT step AS c0, timestamp AS c1, value_bits AS c2, model_id AS c3, dataset_name AS c4, \
+             dataset_digest AS c5, run_key AS c6, key AS c7 FROM latest_metrics WHERE run_key IN ",
         );
-        sql.bind_list(run_ids).push(" ORDER BY name, digest");
-        type Row = (String, String, String, String, String, Option<String>, Option<String>, String);
+        sql.bind_list(run_keys);
+        let mut cols = POINT_COLS.to_vec();
+        cols.extend([Col::Int, Col::Text]);
+        let mut out = Vec::new();
+        for mut row in sql.fetch_packed(&self.reader, &cols, "t.c6, t.c7").await? {
+            let key = row.pop().flatten().unwrap_or_default();
+            let run_key = packed_int(&row.pop().flatten())?;
+            out.push((run_key, point_from_packed(&key, row)?));
+        }
+        Ok(out)
+    }
+
+    async fn dataset_inputs(&self, run_keys: &[i64]) -> Result<Vec<(i64, DatasetInput)>> {
+        let mut sql = Sql::new(
+            self.dialect,
+            "SELECT run_key, name, digest, source_type, source, schema, profile, tags_json \
+             FROM run_dataset_inputs WHERE run_key IN ",
+        );
+        sql.bind_list(run_keys).push(" ORDER BY name, digest");
+        type Row = (i64, String, String, String, String, Option<String>, Option<String>, String);
         let rows: Vec<Row> = sql.fetch_all(&self.reader).await?;
         Ok(rows
             .into_iter()
@@ -440,10 +471,10 @@ impl Store {
             .collect())
     }
 
-    async fn model_io(&self, run_ids: &[String]) -> Result<Vec<(String, String, String, i64)>> {
+    async fn model_io(&self, run_keys: &[i64]) -> Result<Vec<(i64, String, String, i64)>> {
         let mut sql =
-            Sql::new(self.dialect, "SELECT run_id, direction, model_id, step FROM run_model_io WHERE run_id IN ");
-        sql.bind_list(run_ids).push(" ORDER BY model_id");
+            Sql::new(self.dialect, "SELECT run_key, direction, model_id, step FROM run_model_io WHERE run_key IN ");
+        sql.bind_list(run_keys).push(" ORDER BY model_id");
         Ok(sql.fetch_all(&self.reader).await?)
     }
 
@@ -458,9 +489,9 @@ impl Store {
         let mut sql = Sql::new(
             self.dialect,
             "SELECT step AS c0, timestamp AS c1, value_bits AS c2, model_id AS c3, dataset_name AS c4, \
-             dataset_digest AS c5 FROM metrics WHERE run_id = ",
+             dataset_digest AS c5 FROM metrics WHERE run_key = (SELECT run_key FROM runs WHERE run_id = ",
         );
-        sql.bind(run_id).push(" AND key = ").bind(key).push(" ORDER BY step, timestamp");
+        sql.bind(run_id).push(") AND key = ").bind(key).push(" ORDER BY step, timestamp");
         if let Some(limit) = limit {
             sql.push(" LIMIT ").bind(limit.saturating_add(1)).push(" OFFSET ").bind(offset);
         }
@@ -485,23 +516,26 @@ impl Store {
         steps: Option<(i64, i64)>,
         max_results: usize,
     ) -> Result<Vec<RunMetric>> {
-        let mut sql = Sql::new(self.dialect, "SELECT DISTINCT step FROM metrics WHERE run_id IN ");
-        sql.bind_list(run_ids).push(" AND key = ").bind(key);
+        let mut sql = Sql::new(
+            self.dialect,
+            "SELECT DISTINCT m.step FROM metrics m JOIN runs r ON r.run_key = m.run_key WHERE r.run_id IN ",
+        );
+        sql.bind_list(run_ids).push(" AND m.key = ").bind(key);
         if let Some((start, end)) = steps {
-            sql.push(" AND step >= ").bind(start).push(" AND step <= ").bind(end);
+            sql.push(" AND m.step >= ").bind(start).push(" AND m.step <= ").bind(end);
         }
-        sql.push(" ORDER BY step");
+        sql.push(" ORDER BY m.step");
         let all: Vec<(i64,)> = sql.fetch_all(&self.reader).await?;
         let sampled = sample_steps(&all.iter().map(|s| s.0).collect::<Vec<_>>(), max_results);
         let mut out = Vec::new();
         for chunk in sampled.chunks(2000) {
             let mut sql = Sql::new(
                 self.dialect,
-                "SELECT run_id, key, value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest \
-                 FROM metrics WHERE run_id IN ",
+                "SELECT r.run_id, m.key, m.value, m.is_nan, m.timestamp, m.step, m.model_id, m.dataset_name, \
+                 m.dataset_digest FROM metrics m JOIN runs r ON r.run_key = m.run_key WHERE r.run_id IN ",
             );
-            sql.bind_list(run_ids).push(" AND key = ").bind(key).push(" AND step IN ").bind_list(chunk);
-            sql.push(" ORDER BY run_id, step, timestamp");
+            sql.bind_list(run_ids).push(" AND m.key = ").bind(key).push(" AND m.step IN ").bind_list(chunk);
+            sql.push(" ORDER BY r.run_id, m.step, m.timestamp");
             for row in sql.fetch_all::<MetricRow, _>(&self.reader).await? {
                 let (run_id, metric) = metric_from_row(row);
                 out.push(RunMetric { run_id, metric });
@@ -530,7 +564,14 @@ fn sample_steps(steps: &[i64], max: usize) -> Vec<i64> {
     }
 }
 
-async fn upsert_tags(tx: &mut Transaction<'_, Any>, dialect: Dialect, run_id: &str, tags: &[Tag]) -> Result<()> {
+/// The integer key of a run, inside a write transaction.
+async fn run_key(tx: &mut Transaction<'_, Any>, run_id: &str) -> Result<i64> {
+    let key: Option<(i64,)> =
+        sqlx::query_as("SELECT run_key FROM runs WHERE run_id = $1").bind(run_id).fetch_optional(&mut **tx).await?;
+    key.map(|(k,)| k).ok_or_else(|| StoreError::NotFound(run_id.to_string()))
+}
+
+async fn upsert_tags(tx: &mut Transaction<'_, Any>, dialect: Dialect, run_key: i64, tags: &[Tag]) -> Result<()> {
     for chunk in tags.chunks(INSERT_CHUNK) {
         // The last value for a key wins, and PostgreSQL refuses a key twice in one upsert.
         let mut dedup: Vec<&Tag> = Vec::with_capacity(chunk.len());
@@ -541,17 +582,17 @@ async fn upsert_tags(tx: &mut Transaction<'_, Any>, dialect: Dialect, run_id: &s
                 dedup.push(t);
             }
         }
-        let mut sql = Sql::new(dialect, "INSERT INTO tags (run_id, key, value) VALUES ");
+        let mut sql = Sql::new(dialect, "INSERT INTO tags (run_key, key, value) VALUES ");
         for (i, t) in dedup.iter().enumerate() {
             sql.push(if i == 0 { "(" } else { ", (" });
-            sql.bind(run_id).push(", ").bind(&t.key).push(", ").bind(&t.value).push(")");
+            sql.bind(run_key).push(", ").bind(&t.key).push(", ").bind(&t.value).push(")");
         }
-        sql.push(" ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value");
+        sql.push(" ON CONFLICT (run_key, key) DO UPDATE SET value = excluded.value");
         sql.execute(&mut **tx).await?;
         if let Some(name) = dedup.iter().rev().find(|t| t.key == RUN_NAME_TAG) {
-            sqlx::query("UPDATE runs SET run_name = $1 WHERE run_id = $2")
+            sqlx::query("UPDATE runs SET run_name = $1 WHERE run_key = $2")
                 .bind(&name.value)
-                .bind(run_id)
+                .bind(run_key)
                 .execute(&mut **tx)
                 .await?;
         }
@@ -561,18 +602,18 @@ async fn upsert_tags(tx: &mut Transaction<'_, Any>, dialect: Dialect, run_id: &s
 
 /// `INSERT INTO <table> (…metric columns…) VALUES (…), (…)` for the points; the caller adds
 /// the conflict clause.
-fn metric_rows<'m>(dialect: Dialect, table: &str, run_id: &str, points: impl Iterator<Item = &'m Metric>) -> Sql {
+fn metric_rows<'m>(dialect: Dialect, table: &str, run_key: i64, points: impl Iterator<Item = &'m Metric>) -> Sql {
     let mut sql = Sql::new(
         dialect,
         &format!(
-            "INSERT INTO {table} (run_id, key, step, timestamp, value, value_bits, is_nan, model_id, dataset_name, \
+            "INSERT INTO {table} (run_key, key, step, timestamp, value, value_bits, is_nan, model_id, dataset_name, \
              dataset_digest) VALUES "
         ),
     );
     for (i, m) in points.enumerate() {
         let (value, is_nan) = stored_value(m.value);
         sql.push(if i == 0 { "(" } else { ", (" });
-        sql.bind(run_id).push(", ").bind(&m.key).push(", ").bind(m.step).push(", ").bind(m.timestamp);
+        sql.bind(run_key).push(", ").bind(&m.key).push(", ").bind(m.step).push(", ").bind(m.timestamp);
         sql.push(", ");
         match value {
             Some(v) => sql.bind(v),
@@ -587,14 +628,14 @@ fn metric_rows<'m>(dialect: Dialect, table: &str, run_id: &str, points: impl Ite
 async fn insert_metrics(
     tx: &mut Transaction<'_, Any>,
     dialect: Dialect,
-    run_id: &str,
+    run_key: i64,
     metrics: &[Metric],
 ) -> Result<()> {
     if metrics.is_empty() {
         return Ok(());
     }
     for chunk in metrics.chunks(INSERT_CHUNK) {
-        let mut sql = metric_rows(dialect, "metrics", run_id, chunk.iter());
+        let mut sql = metric_rows(dialect, "metrics", run_key, chunk.iter());
         sql.push(" ON CONFLICT DO NOTHING");
         sql.execute(&mut **tx).await?;
     }
@@ -612,9 +653,9 @@ async fn insert_metrics(
     }
     let latest: Vec<&Metric> = latest.into_values().collect();
     for chunk in latest.chunks(INSERT_CHUNK) {
-        let mut sql = metric_rows(dialect, "latest_metrics", run_id, chunk.iter().copied());
+        let mut sql = metric_rows(dialect, "latest_metrics", run_key, chunk.iter().copied());
         sql.push(
-            " ON CONFLICT (run_id, key) DO UPDATE SET step = excluded.step, timestamp = excluded.timestamp, \
+            " ON CONFLICT (run_key, key) DO UPDATE SET step = excluded.step, timestamp = excluded.timestamp, \
              value = excluded.value, value_bits = excluded.value_bits, is_nan = excluded.is_nan, model_id = excluded.model_id, \
              dataset_name = excluded.dataset_name, dataset_digest = excluded.dataset_digest \
              WHERE excluded.step > latest_metrics.step OR (excluded.step = latest_metrics.step AND \
