@@ -371,3 +371,41 @@ def test_wire_shapes_follow_mlflow(tracking):
     assert r.status_code == 400
     for path in ["/api/v1/runs/a%00b", api + "/runs/get?run_id=a%00b", api + "/logged-models/m-%00"]:
         assert tracking.api("GET", path).status_code == 400, path
+
+
+def test_experiment_tags_logged_model_lifecycle_and_registry_paging(tracking):
+    client = MlflowClient()
+    exp_id = client.create_experiment(unique("lifecycle"))
+    client.set_experiment_tag(exp_id, "owner", "ana")
+    assert client.get_experiment(exp_id).tags == {"owner": "ana"}
+    client.delete_experiment_tag(exp_id, "owner")
+    assert client.get_experiment(exp_id).tags == {}
+    found = client.search_experiments(filter_string=f"tags.owner = 'ana' and attribute.experiment_id = '{exp_id}'")
+    assert found == []
+
+    mlflow.set_experiment(experiment_id=exp_id)
+    with mlflow.start_run() as run:
+        pass
+    model = mlflow.create_external_model(name="ext", source_run_id=run.info.run_id, tags={"stage": "dev"})
+    client.set_logged_model_tags(model.model_id, {"stage": "prod", "team": "x"})
+    got = client.get_logged_model(model.model_id)
+    assert got.tags["stage"] == "prod" and got.tags["team"] == "x"
+    client.delete_logged_model_tag(model.model_id, "team")
+    assert "team" not in client.get_logged_model(model.model_id).tags
+    hits = client.search_logged_models(experiment_ids=[exp_id], filter_string="tags.stage = 'prod'")
+    assert [m.model_id for m in hits] == [model.model_id]
+    client.delete_logged_model(model.model_id)
+    with pytest.raises(MlflowException, match="not found"):
+        client.get_logged_model(model.model_id)
+
+    prefix = unique("pg")
+    for i in range(5):
+        client.create_registered_model(f"{prefix}-{i}")
+    names, token = [], None
+    while True:
+        page = client.search_registered_models(filter_string=f"name LIKE '{prefix}-%'", max_results=2, page_token=token)
+        names += [m.name for m in page]
+        token = page.token
+        if not token:
+            break
+    assert names == [f"{prefix}-{i}" for i in range(5)]
