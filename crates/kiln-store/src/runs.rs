@@ -6,7 +6,7 @@ use crate::compile::{EntitySql, order_terms, push_clauses};
 use crate::experiments::{lifecycle_condition, page_rest};
 use crate::model::*;
 use crate::query::Search;
-use crate::sql::{Col, Sql};
+use crate::sql::{Col, Sql, for_each_packed_row};
 use crate::{Dialect, Result, Store, StoreError, now_ms};
 
 pub(crate) const RUN_SQL: EntitySql = EntitySql {
@@ -93,6 +93,10 @@ fn metric_from_row(row: MetricRow) -> (String, Metric) {
 }
 
 const POINT_COLS: [Col; 6] = [Col::Int, Col::Int, Col::Int, Col::Text, Col::Text, Col::Text];
+
+fn bad_packed(v: Option<&str>) -> sqlx::Error {
+    sqlx::Error::Protocol(format!("bad integer in packed row: {v:?}"))
+}
 
 fn packed_int(v: &Option<String>) -> Result<i64> {
     v.as_deref()
@@ -495,8 +499,21 @@ impl Store {
         if let Some(limit) = limit {
             sql.push(" LIMIT ").bind(limit.saturating_add(1)).push(" OFFSET ").bind(offset);
         }
-        let rows = sql.fetch_packed(&self.reader, &POINT_COLS, "t.c0, t.c1").await?;
-        let mut items = rows.into_iter().map(|row| point_from_packed(key, row)).collect::<Result<Vec<_>>>()?;
+        let packed = sql.fetch_packed_text(&self.reader, &POINT_COLS, "t.c0, t.c1").await?;
+        let mut items = Vec::new();
+        for_each_packed_row(&packed, &POINT_COLS, |f| {
+            let int = |v: Option<&str>| v.and_then(|s| s.parse::<i64>().ok()).ok_or_else(|| bad_packed(v));
+            items.push(Metric {
+                key: key.to_string(),
+                step: int(f[0])?,
+                timestamp: int(f[1])?,
+                value: f64::from_bits(int(f[2])? as u64),
+                model_id: f[3].map(str::to_string),
+                dataset_name: f[4].map(str::to_string),
+                dataset_digest: f[5].map(str::to_string),
+            });
+            Ok(())
+        })?;
         let next_offset = match limit {
             Some(limit) if items.len() as i64 > limit => {
                 items.truncate(limit as usize);

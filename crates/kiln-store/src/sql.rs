@@ -167,6 +167,21 @@ impl Sql {
     where
         E: Executor<'e, Database = Any>,
     {
+        let packed = self.fetch_packed_text(executor, cols, order).await?;
+        let mut rows = Vec::new();
+        for_each_packed_row(&packed, cols, |row| {
+            rows.push(row.iter().map(|f| f.map(str::to_string)).collect());
+            Ok(())
+        })?;
+        Ok(rows)
+    }
+
+    /// The packed text itself, for callers that read rows without copying each field
+    /// (see [`for_each_packed_row`]).
+    pub async fn fetch_packed_text<'e, E>(&self, executor: E, cols: &[Col], order: &str) -> sqlx::Result<String>
+    where
+        E: Executor<'e, Database = Any>,
+    {
         let (len, agg) = match self.dialect {
             Dialect::Sqlite => ("length", "group_concat"),
             Dialect::Postgres => ("char_length", "string_agg"),
@@ -183,20 +198,28 @@ impl Sql {
         let text = format!("SELECT {agg}({}, ''{order}) FROM ({}) t", fields.join(" || "), self.text);
         let wrapped = Sql { text, binds: self.binds.clone(), dialect: self.dialect };
         let packed: Option<(Option<String>,)> = wrapped.fetch_optional(executor).await?;
-        let packed = packed.and_then(|(p,)| p).unwrap_or_default();
-        unpack(&packed, cols).ok_or_else(|| sqlx::Error::Protocol("malformed packed rows".into()))
+        Ok(packed.and_then(|(p,)| p).unwrap_or_default())
     }
 }
 
-fn unpack(packed: &str, cols: &[Col]) -> Option<Vec<Vec<Option<String>>>> {
-    let mut rows = Vec::new();
+fn malformed() -> sqlx::Error {
+    sqlx::Error::Protocol("malformed packed rows".into())
+}
+
+/// Calls `f` with each row of a packed text, its fields borrowed from the text.
+pub(crate) fn for_each_packed_row(
+    packed: &str,
+    cols: &[Col],
+    mut f: impl FnMut(&[Option<&str>]) -> sqlx::Result<()>,
+) -> sqlx::Result<()> {
+    let mut row: Vec<Option<&str>> = Vec::with_capacity(cols.len());
     let mut rest = packed;
     while !rest.is_empty() {
-        let mut row = Vec::with_capacity(cols.len());
+        row.clear();
         for col in cols {
             if let Col::Int = col {
-                let comma = rest.find(',')?;
-                row.push(Some(rest[..comma].to_string()));
+                let comma = rest.find(',').ok_or_else(malformed)?;
+                row.push(Some(&rest[..comma]));
                 rest = &rest[comma + 1..];
                 continue;
             }
@@ -205,26 +228,36 @@ fn unpack(packed: &str, cols: &[Col]) -> Option<Vec<Vec<Option<String>>>> {
                 rest = r;
                 continue;
             }
-            let colon = rest.find(':')?;
-            let chars: usize = rest[..colon].parse().ok()?;
+            let colon = rest.find(':').ok_or_else(malformed)?;
+            let chars: usize = rest[..colon].parse().map_err(|_| malformed())?;
             let body = &rest[colon + 1..];
             // The length counts characters; find where the last one ends.
             let end = match body.char_indices().nth(chars) {
                 Some((i, _)) => i,
                 None if body.chars().count() == chars => body.len(),
-                None => return None,
+                None => return Err(malformed()),
             };
-            row.push(Some(body[..end].to_string()));
+            row.push(Some(&body[..end]));
             rest = &body[end..];
         }
-        rows.push(row);
+        f(&row)?;
     }
-    Some(rows)
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{Col, unpack};
+    use super::{Col, for_each_packed_row};
+
+    fn unpack(packed: &str, cols: &[Col]) -> Option<Vec<Vec<Option<String>>>> {
+        let mut rows = Vec::new();
+        for_each_packed_row(packed, cols, |row| {
+            rows.push(row.iter().map(|f| f.map(str::to_string)).collect());
+            Ok(())
+        })
+        .ok()?;
+        Some(rows)
+    }
 
     #[test]
     fn packed_rows_split_on_lengths_not_delimiters() {
