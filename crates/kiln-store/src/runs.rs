@@ -3,10 +3,10 @@ use std::collections::{BTreeSet, HashMap};
 use sqlx::{Any, Transaction};
 
 use crate::compile::{EntitySql, order_terms, push_clauses};
-use crate::experiments::{lifecycle_condition, page_rest};
+use crate::experiments::lifecycle_condition;
 use crate::model::*;
 use crate::query::Search;
-use crate::sql::{Col, Sql, for_each_packed_row};
+use crate::sql::{Col, PackedCursor, Sql, for_each_packed_row, pack_expr};
 use crate::{Dialect, Result, Store, StoreError, now_ms};
 
 pub(crate) const RUN_SQL: EntitySql = EntitySql {
@@ -335,7 +335,9 @@ impl Store {
         Ok(())
     }
 
-    /// Runs of the given experiments matching the search, fully hydrated.
+    /// Runs of the given experiments matching the search, fully hydrated, in one statement:
+    /// the page is a materialized CTE, and the runs with all their side rows come back as one
+    /// packed text (each row tagged with its kind).
     pub async fn search_runs(&self, experiment_ids: &[i64], search: &Search) -> Result<Page<Run>> {
         if experiment_ids.is_empty() {
             return Ok(Page { items: Vec::new(), next_offset: None });
@@ -351,15 +353,69 @@ impl Store {
         let order = order.join(", ");
         sql.push(" ORDER BY ").push(&order);
         sql.push(" LIMIT ").bind(search.limit.saturating_add(1)).push(" OFFSET ").bind(search.offset);
-        // The row number carries the order through the packing aggregate.
+        // The row number carries the order through the packing.
         sql.text.insert_str(
             0,
-            &format!("SELECT {RUN_PACKED_COLUMNS}, ROW_NUMBER() OVER (ORDER BY {order}) AS c9, e.run_key AS c10"),
+            &format!(
+                "WITH page AS MATERIALIZED (SELECT {RUN_PACKED_COLUMNS}, ROW_NUMBER() OVER (ORDER BY {order}) AS c9, \
+                 e.run_key AS c10"
+            ),
         );
-        let rows = sql.fetch_packed(&self.reader, &RUN_PACKED_COLS, "t.c9").await?;
-        let mut infos = rows.into_iter().map(run_info_from_packed).collect::<Result<Vec<_>>>()?;
-        let next_offset = page_rest(&mut infos, search);
-        Ok(Page { items: self.hydrate_runs(infos).await?, next_offset })
+        let d = self.dialect;
+        let agg = match d {
+            Dialect::Sqlite => "group_concat",
+            Dialect::Postgres => "string_agg",
+        };
+        let run_fields: Vec<String> = (0..RUN_PACKED_COLS.len()).map(|i| format!("page.c{i}")).collect();
+        let run_fields: Vec<(&str, Col)> =
+            run_fields.iter().map(String::as_str).zip(RUN_PACKED_COLS.iter().copied()).collect();
+        let in_page = "run_key IN (SELECT c10 FROM page)";
+        let kv = [("run_key", Col::Int), ("key", Col::Text), ("value", Col::Text)];
+        let latest = [
+            ("run_key", Col::Int),
+            ("key", Col::Text),
+            ("step", Col::Int),
+            ("timestamp", Col::Int),
+            ("value_bits", Col::Int),
+            ("model_id", Col::Text),
+            ("dataset_name", Col::Text),
+            ("dataset_digest", Col::Text),
+        ];
+        let inputs = [
+            ("run_key", Col::Int),
+            ("name", Col::Text),
+            ("digest", Col::Text),
+            ("source_type", Col::Text),
+            ("source", Col::Text),
+            ("schema", Col::Text),
+            ("profile", Col::Text),
+            ("tags_json", Col::Text),
+        ];
+        let io = [("run_key", Col::Int), ("direction", Col::Text), ("model_id", Col::Text), ("step", Col::Int)];
+        sql.push(&format!(
+            ") SELECT {agg}(x, '') FROM (\
+             SELECT 'r' || {} AS x FROM page \
+             UNION ALL SELECT 'p' || {} FROM params WHERE {in_page} \
+             UNION ALL SELECT 't' || {} FROM tags WHERE {in_page} \
+             UNION ALL SELECT 'm' || {} FROM latest_metrics WHERE {in_page} \
+             UNION ALL SELECT 'd' || {} FROM run_dataset_inputs WHERE {in_page} \
+             UNION ALL SELECT 'o' || {} FROM run_model_io WHERE {in_page}) u",
+            pack_expr(d, &run_fields),
+            pack_expr(d, &kv),
+            pack_expr(d, &kv),
+            pack_expr(d, &latest),
+            pack_expr(d, &inputs),
+            pack_expr(d, &io),
+        ));
+        let packed = sql.fetch_text(&self.reader).await?;
+        let mut runs = unpack_search(&packed)?;
+        let next_offset = if runs.len() as i64 > search.limit {
+            runs.truncate(search.limit as usize);
+            Some(search.offset.saturating_add(search.limit))
+        } else {
+            None
+        };
+        Ok(Page { items: runs, next_offset })
     }
 
     /// Fills in latest metrics, params, tags, inputs and outputs with one query per side table.
@@ -563,6 +619,113 @@ impl Store {
         });
         Ok(out)
     }
+}
+
+/// Splits the packed answer of `search_runs` into runs in page order.
+fn unpack_search(packed: &str) -> Result<Vec<Run>> {
+    let owned = |v: Option<&str>| v.map(str::to_string);
+    let mut c = PackedCursor::new(packed);
+    let mut runs: Vec<(i64, i64, Run)> = Vec::new();
+    let mut params: HashMap<i64, Vec<Tag>> = HashMap::new();
+    let mut tags: HashMap<i64, Vec<Tag>> = HashMap::new();
+    let mut metrics: HashMap<i64, Vec<Metric>> = HashMap::new();
+    let mut datasets: HashMap<i64, Vec<DatasetInput>> = HashMap::new();
+    let mut model_inputs: HashMap<i64, Vec<String>> = HashMap::new();
+    let mut model_outputs: HashMap<i64, Vec<ModelOutput>> = HashMap::new();
+    while !c.is_empty() {
+        match c.kind()? {
+            'r' => {
+                let mut row = Vec::with_capacity(RUN_PACKED_COLS.len());
+                for col in RUN_PACKED_COLS {
+                    row.push(owned(c.field(col)?));
+                }
+                let ord = packed_int(&row[9])?;
+                let (key, info) = run_info_from_packed(row)?;
+                runs.push((
+                    ord,
+                    key,
+                    Run {
+                        info,
+                        metrics: Vec::new(),
+                        params: Vec::new(),
+                        tags: Vec::new(),
+                        dataset_inputs: Vec::new(),
+                        model_inputs: Vec::new(),
+                        model_outputs: Vec::new(),
+                    },
+                ));
+            }
+            kind @ ('p' | 't') => {
+                let run_key = c.int()?;
+                let key = owned(c.text()?).unwrap_or_default();
+                let value = owned(c.text()?).unwrap_or_default();
+                let target = if kind == 'p' { &mut params } else { &mut tags };
+                target.entry(run_key).or_default().push(Tag { key, value });
+            }
+            'm' => {
+                let run_key = c.int()?;
+                let key = owned(c.text()?).unwrap_or_default();
+                let step = c.int()?;
+                let timestamp = c.int()?;
+                let value = f64::from_bits(c.int()? as u64);
+                let (model_id, dataset_name, dataset_digest) = (owned(c.text()?), owned(c.text()?), owned(c.text()?));
+                let m = Metric { key, value, timestamp, step, model_id, dataset_name, dataset_digest };
+                metrics.entry(run_key).or_default().push(m);
+            }
+            'd' => {
+                let run_key = c.int()?;
+                let mut text = || -> Result<Option<String>> { Ok(owned(c.text()?)) };
+                let (name, digest, source_type, source) = (text()?, text()?, text()?, text()?);
+                let (schema, profile, tags_json) = (text()?, text()?, text()?);
+                datasets.entry(run_key).or_default().push(DatasetInput {
+                    dataset: Dataset {
+                        name: name.unwrap_or_default(),
+                        digest: digest.unwrap_or_default(),
+                        source_type: source_type.unwrap_or_default(),
+                        source: source.unwrap_or_default(),
+                        schema,
+                        profile,
+                    },
+                    tags: tags_json.and_then(|j| serde_json::from_str(&j).ok()).unwrap_or_default(),
+                });
+            }
+            'o' => {
+                let run_key = c.int()?;
+                let direction = c.text()?.unwrap_or_default().to_string();
+                let model_id = owned(c.text()?).unwrap_or_default();
+                let step = c.int()?;
+                if direction == "input" {
+                    model_inputs.entry(run_key).or_default().push(model_id);
+                } else {
+                    model_outputs.entry(run_key).or_default().push(ModelOutput { model_id, step });
+                }
+            }
+            other => {
+                return Err(StoreError::Database(sqlx::Error::Protocol(format!("unknown packed row kind {other:?}"))));
+            }
+        }
+    }
+    runs.sort_by_key(|(ord, _, _)| *ord);
+    Ok(runs
+        .into_iter()
+        .map(|(_, key, mut run)| {
+            // The union has no order: give each list the order the per-table reads had.
+            run.params = params.remove(&key).unwrap_or_default();
+            run.params.sort_by(|a, b| a.key.cmp(&b.key));
+            run.tags = tags.remove(&key).unwrap_or_default();
+            run.tags.sort_by(|a, b| a.key.cmp(&b.key));
+            run.metrics = metrics.remove(&key).unwrap_or_default();
+            run.metrics.sort_by(|a, b| a.key.cmp(&b.key));
+            run.dataset_inputs = datasets.remove(&key).unwrap_or_default();
+            run.dataset_inputs
+                .sort_by(|a, b| (&a.dataset.name, &a.dataset.digest).cmp(&(&b.dataset.name, &b.dataset.digest)));
+            run.model_inputs = model_inputs.remove(&key).unwrap_or_default();
+            run.model_inputs.sort();
+            run.model_outputs = model_outputs.remove(&key).unwrap_or_default();
+            run.model_outputs.sort_by(|a, b| a.model_id.cmp(&b.model_id));
+            run
+        })
+        .collect())
 }
 
 /// Evenly spaced steps, including the first and the last.

@@ -182,23 +182,98 @@ impl Sql {
     where
         E: Executor<'e, Database = Any>,
     {
-        let (len, agg) = match self.dialect {
-            Dialect::Sqlite => ("length", "group_concat"),
-            Dialect::Postgres => ("char_length", "string_agg"),
+        let names: Vec<String> = (0..cols.len()).map(|i| format!("t.c{i}")).collect();
+        let fields: Vec<(&str, Col)> = names.iter().map(String::as_str).zip(cols.iter().copied()).collect();
+        let agg = match self.dialect {
+            Dialect::Sqlite => "group_concat",
+            Dialect::Postgres => "string_agg",
         };
-        let mut fields = Vec::with_capacity(cols.len());
-        for (i, col) in cols.iter().enumerate() {
-            let c = format!("t.c{i}");
-            fields.push(match col {
-                Col::Int => format!("CAST({c} AS TEXT) || ','"),
-                Col::Text => format!("(CASE WHEN {c} IS NULL THEN '~' ELSE {len}({c}) || ':' || {c} END)"),
-            });
-        }
         let order = if order.is_empty() { String::new() } else { format!(" ORDER BY {order}") };
-        let text = format!("SELECT {agg}({}, ''{order}) FROM ({}) t", fields.join(" || "), self.text);
+        let text = format!("SELECT {agg}({}, ''{order}) FROM ({}) t", pack_expr(self.dialect, &fields), self.text);
         let wrapped = Sql { text, binds: self.binds.clone(), dialect: self.dialect };
-        let packed: Option<(Option<String>,)> = wrapped.fetch_optional(executor).await?;
+        wrapped.fetch_text(executor).await
+    }
+
+    /// The single text value this query selects (empty when it selects NULL or nothing).
+    pub async fn fetch_text<'e, E>(&self, executor: E) -> sqlx::Result<String>
+    where
+        E: Executor<'e, Database = Any>,
+    {
+        let packed: Option<(Option<String>,)> = self.fetch_optional(executor).await?;
         Ok(packed.and_then(|(p,)| p).unwrap_or_default())
+    }
+}
+
+/// The SQL expression that packs one row's `(expression, kind)` fields into text.
+pub(crate) fn pack_expr(dialect: Dialect, fields: &[(&str, Col)]) -> String {
+    let len = match dialect {
+        Dialect::Sqlite => "length",
+        Dialect::Postgres => "char_length",
+    };
+    let parts: Vec<String> = fields
+        .iter()
+        .map(|(c, col)| match col {
+            Col::Int => format!("CAST({c} AS TEXT) || ','"),
+            Col::Text => format!("(CASE WHEN {c} IS NULL THEN '~' ELSE {len}({c}) || ':' || {c} END)"),
+        })
+        .collect();
+    parts.join(" || ")
+}
+
+/// Reads fields one by one from packed text.
+pub(crate) struct PackedCursor<'a> {
+    rest: &'a str,
+}
+
+impl<'a> PackedCursor<'a> {
+    pub fn new(packed: &'a str) -> Self {
+        PackedCursor { rest: packed }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rest.is_empty()
+    }
+
+    pub fn int(&mut self) -> sqlx::Result<i64> {
+        let comma = self.rest.find(',').ok_or_else(malformed)?;
+        let v = self.rest[..comma].parse().map_err(|_| malformed())?;
+        self.rest = &self.rest[comma + 1..];
+        Ok(v)
+    }
+
+    pub fn field(&mut self, col: Col) -> sqlx::Result<Option<&'a str>> {
+        if let Col::Int = col {
+            let comma = self.rest.find(',').ok_or_else(malformed)?;
+            let v = &self.rest[..comma];
+            self.rest = &self.rest[comma + 1..];
+            return Ok(Some(v));
+        }
+        if let Some(r) = self.rest.strip_prefix('~') {
+            self.rest = r;
+            return Ok(None);
+        }
+        let colon = self.rest.find(':').ok_or_else(malformed)?;
+        let chars: usize = self.rest[..colon].parse().map_err(|_| malformed())?;
+        let body = &self.rest[colon + 1..];
+        // The length counts characters; find where the last one ends.
+        let end = match body.char_indices().nth(chars) {
+            Some((i, _)) => i,
+            None if body.chars().count() == chars => body.len(),
+            None => return Err(malformed()),
+        };
+        self.rest = &body[end..];
+        Ok(Some(&body[..end]))
+    }
+
+    pub fn text(&mut self) -> sqlx::Result<Option<&'a str>> {
+        self.field(Col::Text)
+    }
+
+    /// A one-character row kind, for packed texts that mix rows of several shapes.
+    pub fn kind(&mut self) -> sqlx::Result<char> {
+        let c = self.rest.chars().next().ok_or_else(malformed)?;
+        self.rest = &self.rest[c.len_utf8()..];
+        Ok(c)
     }
 }
 
@@ -213,32 +288,11 @@ pub(crate) fn for_each_packed_row(
     mut f: impl FnMut(&[Option<&str>]) -> sqlx::Result<()>,
 ) -> sqlx::Result<()> {
     let mut row: Vec<Option<&str>> = Vec::with_capacity(cols.len());
-    let mut rest = packed;
-    while !rest.is_empty() {
+    let mut cursor = PackedCursor::new(packed);
+    while !cursor.is_empty() {
         row.clear();
         for col in cols {
-            if let Col::Int = col {
-                let comma = rest.find(',').ok_or_else(malformed)?;
-                row.push(Some(&rest[..comma]));
-                rest = &rest[comma + 1..];
-                continue;
-            }
-            if let Some(r) = rest.strip_prefix('~') {
-                row.push(None);
-                rest = r;
-                continue;
-            }
-            let colon = rest.find(':').ok_or_else(malformed)?;
-            let chars: usize = rest[..colon].parse().map_err(|_| malformed())?;
-            let body = &rest[colon + 1..];
-            // The length counts characters; find where the last one ends.
-            let end = match body.char_indices().nth(chars) {
-                Some((i, _)) => i,
-                None if body.chars().count() == chars => body.len(),
-                None => return Err(malformed()),
-            };
-            row.push(Some(&body[..end]));
-            rest = &body[end..];
+            row.push(cursor.field(*col)?);
         }
         f(&row)?;
     }
