@@ -392,24 +392,11 @@ fn checked_tags(tags: Vec<Tag>) -> Result<Vec<Tag>> {
         .collect()
 }
 
+/// Decodes percent-encodings, repeatedly, so `%252e%252e` is seen as `..` too.
 fn percent_decode(s: &str) -> String {
     let mut out = s.to_string();
     for _ in 0..3 {
-        let mut next = String::with_capacity(out.len());
-        let bytes = out.as_bytes();
-        let mut i = 0;
-        while i < bytes.len() {
-            if bytes[i] == b'%'
-                && i + 2 < bytes.len()
-                && let Ok(b) = u8::from_str_radix(&out[i + 1..i + 3], 16)
-            {
-                next.push(b as char);
-                i += 3;
-                continue;
-            }
-            next.push(bytes[i] as char);
-            i += 1;
-        }
+        let next = percent_encoding::percent_decode_str(&out).decode_utf8_lossy().into_owned();
         if next == out {
             break;
         }

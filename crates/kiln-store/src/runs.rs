@@ -104,19 +104,6 @@ fn packed_int(v: &Option<String>) -> Result<i64> {
         .ok_or_else(|| StoreError::Database(sqlx::Error::Protocol(format!("bad integer in packed row: {v:?}"))))
 }
 
-/// A metric point from a packed row of `POINT_COLS`.
-fn point_from_packed(key: &str, mut row: Vec<Option<String>>) -> Result<Metric> {
-    Ok(Metric {
-        key: key.to_string(),
-        value: f64::from_bits(packed_int(&row[2])? as u64),
-        step: packed_int(&row[0])?,
-        timestamp: packed_int(&row[1])?,
-        model_id: row[3].take(),
-        dataset_name: row[4].take(),
-        dataset_digest: row[5].take(),
-    })
-}
-
 /// The value as stored: NaN is NULL plus a flag, infinities are clamped as MLflow's SQL store
 /// does (JSON cannot carry them).
 fn stored_value(v: f64) -> (Option<f64>, i64) {
@@ -180,12 +167,9 @@ impl Store {
     }
 
     pub async fn get_run(&self, run_id: &str) -> Result<Option<Run>> {
-        let mut sql = Sql::new(self.dialect, &format!("SELECT {RUN_COLUMNS}, e.run_key FROM runs e WHERE e.run_id = "));
-        sql.bind(run_id);
-        type Keyed = (String, i64, String, String, String, Option<i64>, Option<i64>, String, String, i64);
-        let Some(r) = sql.fetch_optional::<Keyed, _>(&self.reader).await? else { return Ok(None) };
-        let info = run_info_from_row((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8));
-        Ok(self.hydrate_runs(vec![(r.9, info)]).await?.pop())
+        let mut selection = Sql::new(self.dialect, " FROM runs e WHERE e.run_id = ");
+        selection.bind(run_id);
+        Ok(self.read_runs(selection, "e.run_id").await?.pop())
     }
 
     /// Changes the fields given; a new name also updates the `mlflow.runName` tag.
@@ -335,9 +319,7 @@ impl Store {
         Ok(())
     }
 
-    /// Runs of the given experiments matching the search, fully hydrated, in one statement:
-    /// the page is a materialized CTE, and the runs with all their side rows come back as one
-    /// packed text (each row tagged with its kind).
+    /// Runs of the given experiments matching the search, fully hydrated.
     pub async fn search_runs(&self, experiment_ids: &[i64], search: &Search) -> Result<Page<Run>> {
         if experiment_ids.is_empty() {
             return Ok(Page { items: Vec::new(), next_offset: None });
@@ -353,6 +335,21 @@ impl Store {
         let order = order.join(", ");
         sql.push(" ORDER BY ").push(&order);
         sql.push(" LIMIT ").bind(search.limit.saturating_add(1)).push(" OFFSET ").bind(search.offset);
+        let mut runs = self.read_runs(sql, &order).await?;
+        let next_offset = if runs.len() as i64 > search.limit {
+            runs.truncate(search.limit as usize);
+            Some(search.offset.saturating_add(search.limit))
+        } else {
+            None
+        };
+        Ok(Page { items: runs, next_offset })
+    }
+
+    /// The runs a selection (`FROM runs e …`, ordered by `order`) picks, with all their side
+    /// rows, in one statement: the selection becomes a materialized CTE and the runs and their
+    /// params, tags, latest metrics, inputs and outputs come back as one packed text, each row
+    /// tagged with its kind.
+    async fn read_runs(&self, mut sql: Sql, order: &str) -> Result<Vec<Run>> {
         // The row number carries the order through the packing.
         sql.text.insert_str(
             0,
@@ -408,134 +405,7 @@ impl Store {
             pack_expr(d, &io),
         ));
         let packed = sql.fetch_text(&self.reader).await?;
-        let mut runs = unpack_search(&packed)?;
-        let next_offset = if runs.len() as i64 > search.limit {
-            runs.truncate(search.limit as usize);
-            Some(search.offset.saturating_add(search.limit))
-        } else {
-            None
-        };
-        Ok(Page { items: runs, next_offset })
-    }
-
-    /// Fills in latest metrics, params, tags, inputs and outputs with one query per side table.
-    async fn hydrate_runs(&self, infos: Vec<(i64, RunInfo)>) -> Result<Vec<Run>> {
-        if infos.is_empty() {
-            return Ok(Vec::new());
-        }
-        let ids: Vec<i64> = infos.iter().map(|(key, _)| *key).collect();
-        let mut params: HashMap<i64, Vec<Tag>> = HashMap::new();
-        let mut tags: HashMap<i64, Vec<Tag>> = HashMap::new();
-        let mut metrics: HashMap<i64, Vec<Metric>> = HashMap::new();
-        let mut datasets: HashMap<i64, Vec<DatasetInput>> = HashMap::new();
-        let mut model_inputs: HashMap<i64, Vec<String>> = HashMap::new();
-        let mut model_outputs: HashMap<i64, Vec<ModelOutput>> = HashMap::new();
-        // Chunked so a 50k-run page stays inside the databases' bind limits.
-        for chunk in ids.chunks(5000) {
-            // Independent reads: run them at once on the reader pool.
-            let (param_rows, tag_rows, metric_rows, dataset_rows, model_rows) = futures::try_join!(
-                self.packed_key_values("params", chunk),
-                self.packed_key_values("tags", chunk),
-                self.packed_latest_metrics(chunk),
-                self.dataset_inputs(chunk),
-                self.model_io(chunk),
-            )?;
-            for (run_id, tag) in param_rows {
-                params.entry(run_id).or_default().push(tag);
-            }
-            for (run_id, tag) in tag_rows {
-                tags.entry(run_id).or_default().push(tag);
-            }
-            for (run_id, metric) in metric_rows {
-                metrics.entry(run_id).or_default().push(metric);
-            }
-            for (run_id, input) in dataset_rows {
-                datasets.entry(run_id).or_default().push(input);
-            }
-            for (run_id, direction, model_id, step) in model_rows {
-                if direction == "input" {
-                    model_inputs.entry(run_id).or_default().push(model_id);
-                } else {
-                    model_outputs.entry(run_id).or_default().push(ModelOutput { model_id, step });
-                }
-            }
-        }
-        Ok(infos
-            .into_iter()
-            .map(|(id, info)| Run {
-                info,
-                metrics: metrics.remove(&id).unwrap_or_default(),
-                params: params.remove(&id).unwrap_or_default(),
-                tags: tags.remove(&id).unwrap_or_default(),
-                dataset_inputs: datasets.remove(&id).unwrap_or_default(),
-                model_inputs: model_inputs.remove(&id).unwrap_or_default(),
-                model_outputs: model_outputs.remove(&id).unwrap_or_default(),
-            })
-            .collect())
-    }
-
-    /// `(run_key, key/value)` rows of `params` or `tags` for the runs, ordered by run and key.
-    async fn packed_key_values(&self, table: &str, run_keys: &[i64]) -> Result<Vec<(i64, Tag)>> {
-        let mut sql = Sql::new(
-            self.dialect,
-            &format!("SELECT run_key AS c0, key AS c1, value AS c2 FROM {table} WHERE run_key IN "),
-        );
-        sql.bind_list(run_keys);
-        let rows = sql.fetch_packed(&self.reader, &[Col::Int, Col::Text, Col::Text], "t.c0, t.c1").await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for mut row in rows {
-            let run_key = packed_int(&row[0])?;
-            if let (Some(value), Some(key)) = (row.pop().flatten(), row.pop().flatten()) {
-                out.push((run_key, Tag { key, value }));
-            }
-        }
-        Ok(out)
-    }
-
-    async fn packed_latest_metrics(&self, run_keys: &[i64]) -> Result<Vec<(i64, Metric)>> {
-        let mut sql = Sql::new(
-            self.dialect,
-            "SELECT step AS c0, timestamp AS c1, value_bits AS c2, model_id AS c3, dataset_name AS c4, \
-             dataset_digest AS c5, run_key AS c6, key AS c7 FROM latest_metrics WHERE run_key IN ",
-        );
-        sql.bind_list(run_keys);
-        let mut cols = POINT_COLS.to_vec();
-        cols.extend([Col::Int, Col::Text]);
-        let mut out = Vec::new();
-        for mut row in sql.fetch_packed(&self.reader, &cols, "t.c6, t.c7").await? {
-            let key = row.pop().flatten().unwrap_or_default();
-            let run_key = packed_int(&row.pop().flatten())?;
-            out.push((run_key, point_from_packed(&key, row)?));
-        }
-        Ok(out)
-    }
-
-    async fn dataset_inputs(&self, run_keys: &[i64]) -> Result<Vec<(i64, DatasetInput)>> {
-        let mut sql = Sql::new(
-            self.dialect,
-            "SELECT run_key, name, digest, source_type, source, schema, profile, tags_json \
-             FROM run_dataset_inputs WHERE run_key IN ",
-        );
-        sql.bind_list(run_keys).push(" ORDER BY name, digest");
-        type Row = (i64, String, String, String, String, Option<String>, Option<String>, String);
-        let rows: Vec<Row> = sql.fetch_all(&self.reader).await?;
-        Ok(rows
-            .into_iter()
-            .map(|(run_id, name, digest, source_type, source, schema, profile, tags_json)| {
-                let input = DatasetInput {
-                    dataset: Dataset { name, digest, source_type, source, schema, profile },
-                    tags: serde_json::from_str(&tags_json).unwrap_or_default(),
-                };
-                (run_id, input)
-            })
-            .collect())
-    }
-
-    async fn model_io(&self, run_keys: &[i64]) -> Result<Vec<(i64, String, String, i64)>> {
-        let mut sql =
-            Sql::new(self.dialect, "SELECT run_key, direction, model_id, step FROM run_model_io WHERE run_key IN ");
-        sql.bind_list(run_keys).push(" ORDER BY model_id");
-        Ok(sql.fetch_all(&self.reader).await?)
+        unpack_runs(&packed)
     }
 
     /// One page of a metric's history, in step then timestamp order.
@@ -621,8 +491,8 @@ impl Store {
     }
 }
 
-/// Splits the packed answer of `search_runs` into runs in page order.
-fn unpack_search(packed: &str) -> Result<Vec<Run>> {
+/// Splits the packed answer of `read_runs` into runs in their order.
+fn unpack_runs(packed: &str) -> Result<Vec<Run>> {
     let owned = |v: Option<&str>| v.map(str::to_string);
     let mut c = PackedCursor::new(packed);
     let mut runs: Vec<(i64, i64, Run)> = Vec::new();

@@ -151,33 +151,14 @@ pub(crate) enum Col {
 
 impl Sql {
     /// Runs this query (whose select list names its columns `c0, c1, …`) with the database
-    /// packing every row into one text value, and splits it back into rows of optional strings.
+    /// packing every row into one text value, and returns that text (read it with
+    /// [`for_each_packed_row`] or [`PackedCursor`]).
     ///
     /// Why: sqlx's SQLite driver hands each row from its worker thread to the async side, a
     /// context switch per row; for reads of thousands of rows that dominates. Packed, one row
     /// crosses. Fields are length-prefixed (`len:text`, `~` for NULL). Reals are not offered:
     /// SQLite renders them with 15 digits, so callers read exact IEEE bits stored as integers.
     /// `order` orders the aggregation.
-    pub async fn fetch_packed<'e, E>(
-        &self,
-        executor: E,
-        cols: &[Col],
-        order: &str,
-    ) -> sqlx::Result<Vec<Vec<Option<String>>>>
-    where
-        E: Executor<'e, Database = Any>,
-    {
-        let packed = self.fetch_packed_text(executor, cols, order).await?;
-        let mut rows = Vec::new();
-        for_each_packed_row(&packed, cols, |row| {
-            rows.push(row.iter().map(|f| f.map(str::to_string)).collect());
-            Ok(())
-        })?;
-        Ok(rows)
-    }
-
-    /// The packed text itself, for callers that read rows without copying each field
-    /// (see [`for_each_packed_row`]).
     pub async fn fetch_packed_text<'e, E>(&self, executor: E, cols: &[Col], order: &str) -> sqlx::Result<String>
     where
         E: Executor<'e, Database = Any>,
