@@ -2,7 +2,6 @@
 //! twins). Each handler reads fields, calls one service method and writes MLflow's JSON.
 
 use axum::extract::{Path, State};
-use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
@@ -327,22 +326,26 @@ async fn search_runs(State(s): State<Shared>, Req(f): Req) -> ApiResult<axum::re
         page_token: f.str("page_token")?,
     };
     let page = s.tracking.search_runs(&f.str_list("experiment_ids")?, &req).await?;
+    // About 1 KB per run with a few params, tags and metrics.
+    let size_hint = page.items.len() * 1024;
     let body = wire::RunPage {
         runs: page.items.iter().map(|r| wire::RunOut::new(r, true)).collect(),
         next_page_token: page.next_page_token,
     };
-    Ok(Json(body).into_response())
+    Ok(wire::json_response(&body, size_hint))
 }
 
 async fn get_metric_history(State(s): State<Shared>, Req(f): Req) -> ApiResult<axum::response::Response> {
     let run_id = f.run_id()?;
     let key = f.req_str("metric_key")?;
     let page = s.tracking.metric_history(&run_id, &key, f.i64("max_results")?, f.str("page_token")?.as_deref()).await?;
+    // A point is about 80 bytes plus its run id.
+    let size_hint = page.items.len() * (96 + run_id.len());
     let body = wire::MetricPage {
         metrics: page.items.iter().map(|m| wire::MetricOut::new(m, Some(&run_id))).collect(),
         next_page_token: page.next_page_token,
     };
-    Ok(Json(body).into_response())
+    Ok(wire::json_response(&body, size_hint))
 }
 
 async fn get_metric_history_bulk_interval(State(s): State<Shared>, Req(f): Req) -> JsonResult {

@@ -36,6 +36,18 @@ impl Obj {
     }
 }
 
+/// A JSON response written into a buffer sized up front: a large page (a 25k-point history is
+/// 3 MB) otherwise grows by doubling and is copied about twice over.
+pub fn json_response<T: Serialize>(body: &T, size_hint: usize) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut buf = Vec::with_capacity(size_hint.max(128));
+    match serde_json::to_writer(&mut buf, body) {
+        Ok(()) => ([(axum::http::header::CONTENT_TYPE, "application/json")], buf).into_response(),
+        // Only a type that cannot be JSON fails here; axum's Json answers the same way.
+        Err(e) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
 pub fn number(v: f64) -> Value {
     if v.is_nan() {
         Value::String("NaN".into())

@@ -105,6 +105,9 @@ impl Store {
                         .max_connections(max)
                         .min_connections(1)
                         .acquire_timeout(Duration::from_secs(60))
+                        // A connection to a local file cannot go stale, and sqlx's ping before
+                        // each acquire is a round trip to the connection's worker thread.
+                        .test_before_acquire(false)
                         .after_connect(move |conn, _| {
                             Box::pin(async move {
                                 // WAL: readers never block the writer and a commit is durable

@@ -104,6 +104,15 @@ pub struct RunBatch {
     pub tags: Vec<Tag>,
 }
 
+/// Why the store refused a batch (nothing of it was written).
+#[derive(Debug, Clone, PartialEq)]
+pub enum BatchRefused {
+    /// A param was logged before with another value.
+    ParamChanged(ParamConflict),
+    /// The run is not active; its lifecycle stage.
+    RunNotActive(String),
+}
+
 /// A param that was logged before with another value.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParamConflict {
@@ -185,4 +194,20 @@ pub struct TraceInfo {
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next_offset: Option<i64>,
+}
+
+/// Where a point sits in a metric's history: the order history pages are read in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct MetricPosition {
+    pub step: i64,
+    pub timestamp: i64,
+    /// The IEEE bits of the stored value, as a signed integer (the column's order).
+    pub value_bits: i64,
+}
+
+/// A page of a metric's history and where the next page starts, if there is one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryPage {
+    pub items: Vec<Metric>,
+    pub next: Option<MetricPosition>,
 }

@@ -6,7 +6,7 @@ use crate::compile::{EntitySql, order_terms, push_clauses};
 use crate::experiments::lifecycle_condition;
 use crate::model::*;
 use crate::query::Search;
-use crate::sql::{Col, PackedCursor, Sql, for_each_packed_row, pack_expr};
+use crate::sql::{JsonRows, RowReader, Sql, json_row, json_rows_agg};
 use crate::{Dialect, Result, Store, StoreError, now_ms};
 
 pub(crate) const RUN_SQL: EntitySql = EntitySql {
@@ -32,44 +32,9 @@ pub(crate) const RUN_SQL: EntitySql = EntitySql {
 const RUN_COLUMNS: &str = "e.run_id, e.experiment_id, e.run_name, e.user_id, e.status, e.start_time, \
                            e.end_time, e.artifact_uri, e.lifecycle_stage";
 
-/// The run columns for packed reads (`c0…c8`; times as text since they may be NULL).
-const RUN_PACKED_COLUMNS: &str = "e.run_id AS c0, e.experiment_id AS c1, e.run_name AS c2, e.user_id AS c3, \
-     e.status AS c4, CAST(e.start_time AS TEXT) AS c5, CAST(e.end_time AS TEXT) AS c6, e.artifact_uri AS c7, \
-     e.lifecycle_stage AS c8";
-/// `c9` is the row number that carries the order, `c10` the run key.
-const RUN_PACKED_COLS: [Col; 11] = [
-    Col::Text,
-    Col::Int,
-    Col::Text,
-    Col::Text,
-    Col::Text,
-    Col::Text,
-    Col::Text,
-    Col::Text,
-    Col::Text,
-    Col::Int,
-    Col::Int,
-];
-
-/// A run's key and info from a packed row of `RUN_PACKED_COLS`.
-fn run_info_from_packed(mut row: Vec<Option<String>>) -> Result<(i64, RunInfo)> {
-    let opt_int = |v: &Option<String>| v.as_deref().and_then(|s| s.parse::<i64>().ok());
-    let run_key = packed_int(&row[10])?;
-    Ok((
-        run_key,
-        RunInfo {
-            experiment_id: packed_int(&row[1])?,
-            start_time: opt_int(&row[5]),
-            end_time: opt_int(&row[6]),
-            run_id: row[0].take().unwrap_or_default(),
-            run_name: row[2].take().unwrap_or_default(),
-            user_id: row[3].take().unwrap_or_default(),
-            status: row[4].take().unwrap_or_default(),
-            artifact_uri: row[7].take().unwrap_or_default(),
-            lifecycle_stage: row[8].take().unwrap_or_default(),
-        },
-    ))
-}
+/// The run columns of a page (`c0…c8`) for `read_runs`.
+const RUN_PAGE_COLUMNS: &str = "e.run_id AS c0, e.experiment_id AS c1, e.run_name AS c2, e.user_id AS c3, \
+     e.status AS c4, e.start_time AS c5, e.end_time AS c6, e.artifact_uri AS c7, e.lifecycle_stage AS c8";
 
 /// The tag that mirrors a run's name; MLflow keeps the two in step.
 pub const RUN_NAME_TAG: &str = "mlflow.runName";
@@ -90,18 +55,6 @@ fn metric_from_row(row: MetricRow) -> (String, Metric) {
     let (run_id, key, value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest) = row;
     let value = if is_nan != 0 { f64::NAN } else { value.unwrap_or(f64::NAN) };
     (run_id, Metric { key, value, timestamp, step, model_id, dataset_name, dataset_digest })
-}
-
-const POINT_COLS: [Col; 6] = [Col::Int, Col::Int, Col::Int, Col::Text, Col::Text, Col::Text];
-
-fn bad_packed(v: Option<&str>) -> sqlx::Error {
-    sqlx::Error::Protocol(format!("bad integer in packed row: {v:?}"))
-}
-
-fn packed_int(v: &Option<String>) -> Result<i64> {
-    v.as_deref()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| StoreError::Database(sqlx::Error::Protocol(format!("bad integer in packed row: {v:?}"))))
 }
 
 /// The value as stored: NaN is NULL plus a flag, infinities are clamped as MLflow's SQL store
@@ -155,7 +108,8 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(crate::unique_as_exists(|| info.run_id.clone()))?;
-        upsert_tags(&mut tx, self.dialect, run_key, tags).await?;
+        // The name is in the row already; the tags need not set it again.
+        upsert_tags(&mut tx, self.dialect, run_key, tags, false).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -197,7 +151,7 @@ impl Store {
         }
         if let Some(n) = run_name {
             let run_key = run_key(&mut tx, run_id).await?;
-            upsert_tags(&mut tx, self.dialect, run_key, &[Tag::new(RUN_NAME_TAG, n)]).await?;
+            upsert_tags(&mut tx, self.dialect, run_key, &[Tag::new(RUN_NAME_TAG, n)], false).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -219,9 +173,18 @@ impl Store {
 
     /// Writes a validated batch atomically: params must be new or identical (otherwise nothing
     /// is written and the first conflict comes back), tags upsert, metrics append.
-    pub async fn log_batch(&self, run_id: &str, batch: &RunBatch) -> Result<Option<ParamConflict>> {
+    /// Writes a batch to an active run, all or nothing. The run's state is checked inside the
+    /// write transaction, so a run deleted meanwhile takes nothing.
+    pub async fn log_batch(&self, run_id: &str, batch: &RunBatch) -> Result<Option<BatchRefused>> {
         let mut tx = self.writer.begin().await?;
-        let run_key = run_key(&mut tx, run_id).await?;
+        let row: Option<(i64, String)> = sqlx::query_as("SELECT run_key, lifecycle_stage FROM runs WHERE run_id = $1")
+            .bind(run_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let (run_key, stage) = row.ok_or_else(|| StoreError::NotFound(run_id.to_string()))?;
+        if stage != ACTIVE {
+            return Ok(Some(BatchRefused::RunNotActive(stage)));
+        }
         if !batch.params.is_empty() {
             let keys: Vec<String> = batch.params.iter().map(|p| p.key.clone()).collect();
             let mut sql = Sql::new(self.dialect, "SELECT key, value FROM params WHERE run_key = ");
@@ -230,11 +193,11 @@ impl Store {
                 sql.fetch_all::<(String, String), _>(&mut *tx).await?.into_iter().collect();
             for p in &batch.params {
                 if let Some(old) = existing.get(&p.key).filter(|old| **old != p.value) {
-                    return Ok(Some(ParamConflict {
+                    return Ok(Some(BatchRefused::ParamChanged(ParamConflict {
                         key: p.key.clone(),
                         old_value: old.clone(),
                         new_value: p.value.clone(),
-                    }));
+                    })));
                 }
             }
             for chunk in batch.params.chunks(INSERT_CHUNK) {
@@ -247,7 +210,7 @@ impl Store {
                 sql.execute(&mut *tx).await?;
             }
         }
-        upsert_tags(&mut tx, self.dialect, run_key, &batch.tags).await?;
+        upsert_tags(&mut tx, self.dialect, run_key, &batch.tags, true).await?;
         insert_metrics(&mut tx, self.dialect, run_key, &batch.metrics).await?;
         tx.commit().await?;
         Ok(None)
@@ -354,100 +317,96 @@ impl Store {
         sql.text.insert_str(
             0,
             &format!(
-                "WITH page AS MATERIALIZED (SELECT {RUN_PACKED_COLUMNS}, ROW_NUMBER() OVER (ORDER BY {order}) AS c9, \
+                "WITH page AS MATERIALIZED (SELECT {RUN_PAGE_COLUMNS}, ROW_NUMBER() OVER (ORDER BY {order}) AS c9, \
                  e.run_key AS c10"
             ),
         );
         let d = self.dialect;
-        let agg = match d {
-            Dialect::Sqlite => "group_concat",
-            Dialect::Postgres => "string_agg",
-        };
-        let run_fields: Vec<String> = (0..RUN_PACKED_COLS.len()).map(|i| format!("page.c{i}")).collect();
-        let run_fields: Vec<(&str, Col)> =
-            run_fields.iter().map(String::as_str).zip(RUN_PACKED_COLS.iter().copied()).collect();
         let in_page = "run_key IN (SELECT c10 FROM page)";
-        let kv = [("run_key", Col::Int), ("key", Col::Text), ("value", Col::Text)];
-        let latest = [
-            ("run_key", Col::Int),
-            ("key", Col::Text),
-            ("step", Col::Int),
-            ("timestamp", Col::Int),
-            ("value_bits", Col::Int),
-            ("model_id", Col::Text),
-            ("dataset_name", Col::Text),
-            ("dataset_digest", Col::Text),
-        ];
-        let inputs = [
-            ("run_key", Col::Int),
-            ("name", Col::Text),
-            ("digest", Col::Text),
-            ("source_type", Col::Text),
-            ("source", Col::Text),
-            ("schema", Col::Text),
-            ("profile", Col::Text),
-            ("tags_json", Col::Text),
-        ];
-        let io = [("run_key", Col::Int), ("direction", Col::Text), ("model_id", Col::Text), ("step", Col::Int)];
+        let row = |kind: &str, cols: &[&str]| {
+            let kind = format!("'{kind}'");
+            let mut exprs = vec![kind.as_str()];
+            exprs.extend_from_slice(cols);
+            json_row(d, &exprs)
+        };
+        let page = ["c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7", "c8", "c9", "c10"];
+        let kv = ["run_key", "key", "value"];
+        let latest =
+            ["run_key", "key", "step", "timestamp", "value_bits", "model_id", "dataset_name", "dataset_digest"];
+        let inputs = ["run_key", "name", "digest", "source_type", "source", "schema", "profile", "tags_json"];
+        let io = ["run_key", "direction", "model_id", "step"];
         sql.push(&format!(
-            ") SELECT {agg}(x, '') FROM (\
-             SELECT 'r' || {} AS x FROM page \
-             UNION ALL SELECT 'p' || {} FROM params WHERE {in_page} \
-             UNION ALL SELECT 't' || {} FROM tags WHERE {in_page} \
-             UNION ALL SELECT 'm' || {} FROM latest_metrics WHERE {in_page} \
-             UNION ALL SELECT 'd' || {} FROM run_dataset_inputs WHERE {in_page} \
-             UNION ALL SELECT 'o' || {} FROM run_model_io WHERE {in_page}) u",
-            pack_expr(d, &run_fields),
-            pack_expr(d, &kv),
-            pack_expr(d, &kv),
-            pack_expr(d, &latest),
-            pack_expr(d, &inputs),
-            pack_expr(d, &io),
+            ") SELECT {} FROM (\
+             SELECT {} AS x FROM page \
+             UNION ALL SELECT {} FROM params WHERE {in_page} \
+             UNION ALL SELECT {} FROM tags WHERE {in_page} \
+             UNION ALL SELECT {} FROM latest_metrics WHERE {in_page} \
+             UNION ALL SELECT {} FROM run_dataset_inputs WHERE {in_page} \
+             UNION ALL SELECT {} FROM run_model_io WHERE {in_page}) u",
+            json_rows_agg(d, "x"),
+            row("r", &page),
+            row("p", &kv),
+            row("t", &kv),
+            row("m", &latest),
+            row("d", &inputs),
+            row("o", &io),
         ));
         let packed = sql.fetch_text(&self.reader).await?;
         unpack_runs(&packed)
     }
 
-    /// One page of a metric's history, in step then timestamp order.
+    /// One page of a metric's history in (step, timestamp, value) order, starting after
+    /// `after`. Pages by position, not offset, so every page costs the same.
     pub async fn metric_history(
         &self,
         run_id: &str,
         key: &str,
-        offset: i64,
+        after: Option<MetricPosition>,
         limit: Option<i64>,
-    ) -> Result<Page<Metric>> {
+    ) -> Result<HistoryPage> {
         let mut sql = Sql::new(
             self.dialect,
-            "SELECT step AS c0, timestamp AS c1, value_bits AS c2, model_id AS c3, dataset_name AS c4, \
-             dataset_digest AS c5 FROM metrics WHERE run_key = (SELECT run_key FROM runs WHERE run_id = ",
+            "SELECT step, timestamp, value_bits, model_id, dataset_name, dataset_digest FROM metrics \
+             WHERE run_key = (SELECT run_key FROM runs WHERE run_id = ",
         );
-        sql.bind(run_id).push(") AND key = ").bind(key).push(" ORDER BY step, timestamp");
-        if let Some(limit) = limit {
-            sql.push(" LIMIT ").bind(limit.saturating_add(1)).push(" OFFSET ").bind(offset);
+        sql.bind(run_id).push(") AND key = ").bind(key);
+        if let Some(p) = after {
+            sql.push(" AND (step, timestamp, value_bits) > (").bind(p.step).push(", ").bind(p.timestamp);
+            sql.push(", ").bind(p.value_bits).push(")");
         }
-        let packed = sql.fetch_packed_text(&self.reader, &POINT_COLS, "t.c0, t.c1").await?;
-        let mut items = Vec::new();
-        for_each_packed_row(&packed, &POINT_COLS, |f| {
-            let int = |v: Option<&str>| v.and_then(|s| s.parse::<i64>().ok()).ok_or_else(|| bad_packed(v));
-            items.push(Metric {
+        // The order of the primary key, so the database walks the index and stops at the limit.
+        sql.push(" ORDER BY step, timestamp, value_bits");
+        if let Some(limit) = limit {
+            sql.push(" LIMIT ").bind(limit.saturating_add(1));
+        }
+        let fields = ["t.step", "t.timestamp", "t.value_bits", "t.model_id", "t.dataset_name", "t.dataset_digest"];
+        let packed = sql.fetch_json_rows(&self.reader, &json_row(self.dialect, &fields)).await?;
+        let rows = JsonRows::parse(&packed)?;
+        let mut points = Vec::with_capacity(rows.len());
+        for mut r in rows {
+            let position = MetricPosition { step: r.int()?, timestamp: r.int()?, value_bits: r.int()? };
+            let metric = Metric {
                 key: key.to_string(),
-                step: int(f[0])?,
-                timestamp: int(f[1])?,
-                value: f64::from_bits(int(f[2])? as u64),
-                model_id: f[3].map(str::to_string),
-                dataset_name: f[4].map(str::to_string),
-                dataset_digest: f[5].map(str::to_string),
-            });
-            Ok(())
-        })?;
-        let next_offset = match limit {
-            Some(limit) if items.len() as i64 > limit => {
-                items.truncate(limit as usize);
-                Some(offset.saturating_add(limit))
+                step: position.step,
+                timestamp: position.timestamp,
+                value: f64::from_bits(position.value_bits as u64),
+                model_id: r.opt_text()?,
+                dataset_name: r.opt_text()?,
+                dataset_digest: r.opt_text()?,
+            };
+            points.push((position, metric));
+        }
+        // The aggregate keeps no order; the rows are nearly always in order already, which
+        // this sort detects in one pass.
+        points.sort_by_key(|(p, _)| *p);
+        let next = match limit {
+            Some(limit) if points.len() as i64 > limit => {
+                points.truncate(limit as usize);
+                points.last().map(|(p, _)| *p)
             }
             _ => None,
         };
-        Ok(Page { items, next_offset })
+        Ok(HistoryPage { items: points.into_iter().map(|(_, m)| m).collect(), next })
     }
 
     /// Points of `key` for several runs at a sample of at most `max_results` steps within
@@ -493,8 +452,6 @@ impl Store {
 
 /// Splits the packed answer of `read_runs` into runs in their order.
 fn unpack_runs(packed: &str) -> Result<Vec<Run>> {
-    let owned = |v: Option<&str>| v.map(str::to_string);
-    let mut c = PackedCursor::new(packed);
     let mut runs: Vec<(i64, i64, Run)> = Vec::new();
     let mut params: HashMap<i64, Vec<Tag>> = HashMap::new();
     let mut tags: HashMap<i64, Vec<Tag>> = HashMap::new();
@@ -502,68 +459,51 @@ fn unpack_runs(packed: &str) -> Result<Vec<Run>> {
     let mut datasets: HashMap<i64, Vec<DatasetInput>> = HashMap::new();
     let mut model_inputs: HashMap<i64, Vec<String>> = HashMap::new();
     let mut model_outputs: HashMap<i64, Vec<ModelOutput>> = HashMap::new();
-    while !c.is_empty() {
-        match c.kind()? {
-            'r' => {
-                let mut row = Vec::with_capacity(RUN_PACKED_COLS.len());
-                for col in RUN_PACKED_COLS {
-                    row.push(owned(c.field(col)?));
-                }
-                let ord = packed_int(&row[9])?;
-                let (key, info) = run_info_from_packed(row)?;
-                runs.push((
-                    ord,
-                    key,
-                    Run {
-                        info,
-                        metrics: Vec::new(),
-                        params: Vec::new(),
-                        tags: Vec::new(),
-                        dataset_inputs: Vec::new(),
-                        model_inputs: Vec::new(),
-                        model_outputs: Vec::new(),
-                    },
-                ));
+    for mut r in JsonRows::parse(packed)? {
+        let kind = r.text_ref()?;
+        match kind.as_ref() {
+            "r" => {
+                let (ord, key, info) = run_info_from_page_row(&mut r)?;
+                let run = Run {
+                    info,
+                    metrics: Vec::new(),
+                    params: Vec::new(),
+                    tags: Vec::new(),
+                    dataset_inputs: Vec::new(),
+                    model_inputs: Vec::new(),
+                    model_outputs: Vec::new(),
+                };
+                runs.push((ord, key, run));
             }
-            kind @ ('p' | 't') => {
-                let run_key = c.int()?;
-                let key = owned(c.text()?).unwrap_or_default();
-                let value = owned(c.text()?).unwrap_or_default();
-                let target = if kind == 'p' { &mut params } else { &mut tags };
-                target.entry(run_key).or_default().push(Tag { key, value });
+            kind @ ("p" | "t") => {
+                let run_key = r.int()?;
+                let tag = Tag { key: r.text()?, value: r.text()? };
+                let target = if kind == "p" { &mut params } else { &mut tags };
+                target.entry(run_key).or_default().push(tag);
             }
-            'm' => {
-                let run_key = c.int()?;
-                let key = owned(c.text()?).unwrap_or_default();
-                let step = c.int()?;
-                let timestamp = c.int()?;
-                let value = f64::from_bits(c.int()? as u64);
-                let (model_id, dataset_name, dataset_digest) = (owned(c.text()?), owned(c.text()?), owned(c.text()?));
+            "m" => {
+                let run_key = r.int()?;
+                let key = r.text()?;
+                let (step, timestamp) = (r.int()?, r.int()?);
+                let value = f64::from_bits(r.int()? as u64);
+                let (model_id, dataset_name, dataset_digest) = (r.opt_text()?, r.opt_text()?, r.opt_text()?);
                 let m = Metric { key, value, timestamp, step, model_id, dataset_name, dataset_digest };
                 metrics.entry(run_key).or_default().push(m);
             }
-            'd' => {
-                let run_key = c.int()?;
-                let mut text = || -> Result<Option<String>> { Ok(owned(c.text()?)) };
-                let (name, digest, source_type, source) = (text()?, text()?, text()?, text()?);
-                let (schema, profile, tags_json) = (text()?, text()?, text()?);
+            "d" => {
+                let run_key = r.int()?;
+                let (name, digest, source_type, source) = (r.text()?, r.text()?, r.text()?, r.text()?);
+                let (schema, profile, tags_json) = (r.opt_text()?, r.opt_text()?, r.opt_text()?);
                 datasets.entry(run_key).or_default().push(DatasetInput {
-                    dataset: Dataset {
-                        name: name.unwrap_or_default(),
-                        digest: digest.unwrap_or_default(),
-                        source_type: source_type.unwrap_or_default(),
-                        source: source.unwrap_or_default(),
-                        schema,
-                        profile,
-                    },
+                    dataset: Dataset { name, digest, source_type, source, schema, profile },
                     tags: tags_json.and_then(|j| serde_json::from_str(&j).ok()).unwrap_or_default(),
                 });
             }
-            'o' => {
-                let run_key = c.int()?;
-                let direction = c.text()?.unwrap_or_default().to_string();
-                let model_id = owned(c.text()?).unwrap_or_default();
-                let step = c.int()?;
+            "o" => {
+                let run_key = r.int()?;
+                let direction = r.text_ref()?;
+                let model_id = r.text()?;
+                let step = r.int()?;
                 if direction == "input" {
                     model_inputs.entry(run_key).or_default().push(model_id);
                 } else {
@@ -598,6 +538,22 @@ fn unpack_runs(packed: &str) -> Result<Vec<Run>> {
         .collect())
 }
 
+/// A run's order, key and info from a page row (`c0…c10` after the kind).
+fn run_info_from_page_row(r: &mut RowReader<'_>) -> Result<(i64, i64, RunInfo)> {
+    let info = RunInfo {
+        run_id: r.text()?,
+        experiment_id: r.int()?,
+        run_name: r.text()?,
+        user_id: r.text()?,
+        status: r.text()?,
+        start_time: r.opt_int()?,
+        end_time: r.opt_int()?,
+        artifact_uri: r.text()?,
+        lifecycle_stage: r.text()?,
+    };
+    Ok((r.int()?, r.int()?, info))
+}
+
 /// Evenly spaced steps, including the first and the last.
 fn sample_steps(steps: &[i64], max: usize) -> Vec<i64> {
     if steps.len() <= max {
@@ -621,7 +577,14 @@ async fn run_key(tx: &mut Transaction<'_, Any>, run_id: &str) -> Result<i64> {
     key.map(|(k,)| k).ok_or_else(|| StoreError::NotFound(run_id.to_string()))
 }
 
-async fn upsert_tags(tx: &mut Transaction<'_, Any>, dialect: Dialect, run_key: i64, tags: &[Tag]) -> Result<()> {
+/// Sets tags; with `sync_name`, an `mlflow.runName` tag also renames the run.
+async fn upsert_tags(
+    tx: &mut Transaction<'_, Any>,
+    dialect: Dialect,
+    run_key: i64,
+    tags: &[Tag],
+    sync_name: bool,
+) -> Result<()> {
     for chunk in tags.chunks(INSERT_CHUNK) {
         // The last value for a key wins, and PostgreSQL refuses a key twice in one upsert.
         let mut dedup: Vec<&Tag> = Vec::with_capacity(chunk.len());
@@ -639,7 +602,7 @@ async fn upsert_tags(tx: &mut Transaction<'_, Any>, dialect: Dialect, run_key: i
         }
         sql.push(" ON CONFLICT (run_key, key) DO UPDATE SET value = excluded.value");
         sql.execute(&mut **tx).await?;
-        if let Some(name) = dedup.iter().rev().find(|t| t.key == RUN_NAME_TAG) {
+        if let Some(name) = dedup.iter().rev().find(|t| sync_name && t.key == RUN_NAME_TAG) {
             sqlx::query("UPDATE runs SET run_name = $1 WHERE run_key = $2")
                 .bind(&name.value)
                 .bind(run_key)

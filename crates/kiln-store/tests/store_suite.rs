@@ -124,13 +124,24 @@ async fn log_batch_keeps_params_immutable_and_metrics_latest() {
             metrics: vec![metric("other", 1.0, 0, 1)],
             ..Default::default()
         };
-        let c = s.log_batch("r", &conflict).await.unwrap().unwrap();
+        let Some(BatchRefused::ParamChanged(c)) = s.log_batch("r", &conflict).await.unwrap() else {
+            panic!("a changed param is refused on {}", b.name)
+        };
         assert_eq!((c.old_value.as_str(), c.new_value.as_str()), ("0.1", "0.2"));
         let run = s.get_run("r").await.unwrap().unwrap();
         assert_eq!(run.metrics.len(), 1, "the conflicting batch wrote nothing on {}", b.name);
         // Latest = largest step, then timestamp: step 1 wins although its timestamp is older.
         assert_eq!((run.metrics[0].value, run.metrics[0].step), (2.0, 1), "{}", b.name);
         assert_eq!(run.tags.iter().find(|t| t.key == "t").unwrap().value, "2");
+        // A deleted run takes nothing; a missing one is not found.
+        s.create_run(&run_info("gone", exp, 1), &[]).await.unwrap();
+        s.set_run_lifecycle("gone", true).await.unwrap();
+        assert_eq!(
+            s.log_batch("gone", &RunBatch { tags: vec![Tag::new("x", "1")], ..Default::default() }).await.unwrap(),
+            Some(BatchRefused::RunNotActive("deleted".into()))
+        );
+        assert!(s.get_run("gone").await.unwrap().unwrap().tags.is_empty());
+        assert!(matches!(s.log_batch("nope", &RunBatch::default()).await, Err(StoreError::NotFound(_))));
         // Identical points are stored once; NaN and infinities survive.
         s.log_batch("r", &RunBatch { metrics: vec![metric("loss", 2.0, 1, 90)], ..Default::default() }).await.unwrap();
         s.log_batch(
@@ -142,7 +153,7 @@ async fn log_batch_keeps_params_immutable_and_metrics_latest() {
         )
         .await
         .unwrap();
-        let history = s.metric_history("r", "loss", 0, None).await.unwrap();
+        let history = s.metric_history("r", "loss", None, None).await.unwrap();
         let steps: Vec<(i64, i64)> = history.items.iter().map(|m| (m.step, m.timestamp)).collect();
         assert_eq!(steps, vec![(0, 100), (0, 200), (1, 90)], "{}", b.name);
         let run = s.get_run("r").await.unwrap().unwrap();
@@ -231,10 +242,32 @@ async fn metric_history_pages_and_samples() {
         s.create_run(&run_info("r", exp, 1), &[]).await.unwrap();
         let points: Vec<Metric> = (0..1000).map(|i| metric("m", i as f64, i, i)).collect();
         s.log_batch("r", &RunBatch { metrics: points, ..Default::default() }).await.unwrap();
-        let first = s.metric_history("r", "m", 0, Some(400)).await.unwrap();
-        assert_eq!((first.items.len(), first.next_offset), (400, Some(400)));
-        let last = s.metric_history("r", "m", 800, Some(400)).await.unwrap();
-        assert_eq!((last.items.len(), last.next_offset), (200, None));
+        let first = s.metric_history("r", "m", None, Some(400)).await.unwrap();
+        assert_eq!(first.items.len(), 400);
+        assert_eq!(first.next.map(|p| p.step), Some(399));
+        let second = s.metric_history("r", "m", first.next, Some(400)).await.unwrap();
+        assert_eq!((second.items[0].step, second.items.len()), (400, 400));
+        let last = s.metric_history("r", "m", second.next, Some(400)).await.unwrap();
+        assert_eq!((last.items.len(), last.next), (200, None));
+        // Points that share step and timestamp (negative values have negative bits) page
+        // without loss or repeats, whatever the page size.
+        let same: Vec<Metric> =
+            [-2.5, 0.0, -0.0, 3.0, f64::NAN, -1e300].iter().map(|v| metric("t", *v, 7, 7)).collect();
+        s.log_batch("r", &RunBatch { metrics: same, ..Default::default() }).await.unwrap();
+        let whole = s.metric_history("r", "t", None, None).await.unwrap().items;
+        assert_eq!(whole.len(), 6, "{}", b.name);
+        for size in 1..=6 {
+            let (mut seen, mut after) = (Vec::new(), None);
+            loop {
+                let page = s.metric_history("r", "t", after, Some(size)).await.unwrap();
+                seen.extend(page.items.iter().map(|m| m.value.to_bits()));
+                match page.next {
+                    Some(p) => after = Some(p),
+                    None => break,
+                }
+            }
+            assert_eq!(seen, whole.iter().map(|m| m.value.to_bits()).collect::<Vec<_>>(), "{} size {size}", b.name);
+        }
         let sampled = s.metric_history_sampled(&["r".to_string()], "m", None, 10).await.unwrap();
         let steps: Vec<i64> = sampled.iter().map(|m| m.metric.step).collect();
         assert_eq!(steps.len(), 10, "{}", b.name);
@@ -269,10 +302,10 @@ async fn fifty_concurrent_writers_lose_nothing() {
         for t in tasks {
             t.await.unwrap().unwrap_or_else(|e| panic!("writer failed on {}: {e}", b.name));
         }
-        assert_eq!(s.metric_history("shared", "m", 0, None).await.unwrap().items.len(), 50 * 20);
+        assert_eq!(s.metric_history("shared", "m", None, None).await.unwrap().items.len(), 50 * 20);
         assert_eq!(s.get_run("shared").await.unwrap().unwrap().params.len(), 50);
         for w in 0..50 {
-            assert_eq!(s.metric_history(&format!("w{w}"), "m", 0, None).await.unwrap().items.len(), 20);
+            assert_eq!(s.metric_history(&format!("w{w}"), "m", None, None).await.unwrap().items.len(), 20);
         }
     }
 }

@@ -55,6 +55,35 @@ pub fn decode_page_token(token: Option<&str>) -> Result<i64> {
     Ok(parsed.offset)
 }
 
+/// A metric-history page token: the position of the last point served, `base64({"after":
+/// [step, timestamp, value_bits]})`. A position, not an offset, so reading page N does not
+/// walk pages 1…N−1 again.
+#[derive(Serialize, Deserialize)]
+struct HistoryToken {
+    after: (i64, i64, i64),
+}
+
+fn encode_history_token(p: MetricPosition) -> String {
+    let json = serde_json::to_string(&HistoryToken { after: (p.step, p.timestamp, p.value_bits) }).unwrap_or_default();
+    base64::engine::general_purpose::STANDARD.encode(json)
+}
+
+fn decode_history_token(token: Option<&str>) -> Result<Option<MetricPosition>> {
+    let Some(token) = token.filter(|t| !t.is_empty()) else { return Ok(None) };
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(token)
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(token))
+        .map_err(|_| ServiceError::invalid("Invalid page token, could not base64-decode"))?;
+    let parsed: HistoryToken = serde_json::from_slice(&bytes)
+        .map_err(|_| ServiceError::invalid(format!("Invalid page token, decoded value={token}")))?;
+    let (step, timestamp, value_bits) = parsed.after;
+    Ok(Some(MetricPosition { step, timestamp, value_bits }))
+}
+
+fn not_active(run_id: &str, stage: &str) -> ServiceError {
+    ServiceError::invalid(format!("The run {run_id} must be in the 'active' state. Current state is {stage}."))
+}
+
 /// A page of results and the token for the next one.
 #[derive(Debug, Clone)]
 pub struct Paged<T> {
@@ -317,10 +346,7 @@ impl Tracking {
         }
         let info = self.get_run_info(run_id).await?;
         if info.lifecycle_stage != ACTIVE {
-            return Err(ServiceError::invalid(format!(
-                "The run {run_id} must be in the 'active' state. Current state is {}.",
-                info.lifecycle_stage
-            )));
+            return Err(not_active(run_id, &info.lifecycle_stage));
         }
         Ok(info)
     }
@@ -410,20 +436,25 @@ impl Tracking {
         for t in &tags {
             validate_key(&t.key, "key")?;
         }
-        self.active_run(run_id).await?;
+        if run_id.is_empty() {
+            return Err(ServiceError::missing("run_id"));
+        }
         let batch = RunBatch {
             metrics,
             params: params.into_iter().map(|p| Tag::new(p.key, truncate(&p.value, MAX_PARAM_VAL_LENGTH))).collect(),
             tags: tags.into_iter().map(|t| Tag::new(t.key, truncate(&t.value, MAX_TAG_VAL_LENGTH))).collect(),
         };
-        if let Some(c) = self.store.log_batch(run_id, &batch).await? {
-            return Err(ServiceError::invalid(format!(
+        match self.store.log_batch(run_id, &batch).await {
+            Ok(None) => Ok(()),
+            Ok(Some(BatchRefused::ParamChanged(c))) => Err(ServiceError::invalid(format!(
                 "Changing param values is not allowed. Param with key='{}' was already logged with value='{}' for run \
                  ID='{run_id}'. Attempted logging new value '{}'.",
                 c.key, c.old_value, c.new_value
-            )));
+            ))),
+            Ok(Some(BatchRefused::RunNotActive(stage))) => Err(not_active(run_id, &stage)),
+            Err(StoreError::NotFound(_)) => Err(ServiceError::not_found(format!("Run with id={run_id} not found"))),
+            Err(e) => Err(e.into()),
         }
-        Ok(())
     }
 
     pub async fn search_runs(&self, experiment_ids: &[String], req: &SearchRequest) -> Result<Paged<Run>> {
@@ -442,7 +473,6 @@ impl Tracking {
         if key.is_empty() {
             return Err(ServiceError::missing("metric_key"));
         }
-        self.get_run_info(run_id).await?;
         if let Some(m) = max_results
             && m <= 0
         {
@@ -450,8 +480,13 @@ impl Tracking {
                 "Invalid value {m} for parameter 'max_results' supplied. It must be a positive integer"
             )));
         }
-        let offset = decode_page_token(page_token)?;
-        Ok(self.store.metric_history(run_id, key, offset, max_results).await?.into())
+        let after = decode_history_token(page_token)?;
+        let page = self.store.metric_history(run_id, key, after, max_results).await?;
+        if page.items.is_empty() {
+            // An empty answer may mean there is no such run; only then is it worth asking.
+            self.get_run_info(run_id).await?;
+        }
+        Ok(Paged { items: page.items, next_page_token: page.next.map(encode_history_token) })
     }
 
     pub async fn metric_history_bulk_interval(
