@@ -55,3 +55,28 @@ def test_native_api_serves_its_openapi_document(kiln):
     assert "/api/v1/runs" in doc["paths"] and "/api/v1/models/{name}" in doc["paths"]
     r = kiln.api("GET", "/api/v1/runs", params={"filter": "metrics.x > 'a'"})
     assert r.status_code == 400 and r.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+
+
+def test_job_validate_reports_file_line_field_without_a_server(tmp_path):
+    spec = tmp_path / "job.yml"
+    spec.write_text(
+        "command: python train.py --lr ${{inputs.lr}} --out ${{outputs.model}}\n"
+        "environment: azureml:AzureML-sklearn-1.5@latest\n"
+        "inputs:\n"
+        "  lr: 0.01\n"
+        "  epochs: {type: integer, default: ten}\n"
+        "outputs:\n"
+        "  model:\n"
+    )
+    run = lambda *a: subprocess.run([KILN_BIN, "job", "validate", "-f", str(spec), *a],  # noqa: E731
+                                    capture_output=True, text=True, timeout=60)
+    out = run()
+    assert out.returncode == 1
+    assert out.stderr.strip() == f"error: {spec}:5:36: inputs.epochs.default: expected an integer, found a string 'ten'"
+
+    out = run("--set", "inputs.epochs.default=10", "--set", "colour=blue", "-o", "json")
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["valid"] and summary["inputs"] == ["epochs", "lr"] and summary["outputs"] == ["model"]
+    assert summary["warnings"] == [f"{spec}: colour: unknown field 'colour' (ignored)"]
+    assert "warning:" in out.stderr and "colour" in out.stderr

@@ -35,6 +35,25 @@ pub enum Command {
     /// Registered models.
     #[command(subcommand, alias = "model")]
     Models(ModelCmd),
+    /// Jobs from Azure ML v2 YAML specs.
+    #[command(subcommand, alias = "jobs")]
+    Job(JobCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum JobCmd {
+    /// Check a job spec without running it: errors and warnings name file, line and field.
+    Validate {
+        /// The job's YAML file.
+        #[arg(long, short = 'f')]
+        file: PathBuf,
+        /// Override a field after loading: `--set inputs.lr=0.1` (repeatable).
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        set: Vec<String>,
+        /// The job's name (overrides `name:`).
+        #[arg(long, short = 'n')]
+        name: Option<String>,
+    },
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -136,5 +155,15 @@ pub async fn run(args: Args) -> Result<()> {
         Command::Runs(RunCmd::Show { run_id }) => output::run(&client.run(&run_id).await?, format),
         Command::Models(ModelCmd::List { filter }) => output::models(&client.models(filter).await?.models, format),
         Command::Models(ModelCmd::Show { name }) => output::model(&client.model(&name).await?, format),
+        Command::Job(JobCmd::Validate { file, mut set, name }) => {
+            if let Some(name) = name {
+                set.push(format!("name={name}"));
+            }
+            let loaded = kiln_spec::load_command_job(&file, &set)?;
+            for w in &loaded.warnings {
+                eprintln!("warning: {w}");
+            }
+            output::validated(&file, &loaded, format)
+        }
     }
 }

@@ -192,3 +192,41 @@ pub fn model(m: &Model, format: Format) -> Result<()> {
     );
     Ok(())
 }
+
+/// What `kiln job validate` reports for a valid spec.
+pub fn validated(
+    file: &std::path::Path,
+    loaded: &kiln_spec::Loaded<kiln_spec::CommandJob>,
+    format: Format,
+) -> Result<()> {
+    let job = &loaded.spec;
+    #[derive(Serialize)]
+    struct Summary<'a> {
+        file: String,
+        valid: bool,
+        #[serde(rename = "type")]
+        kind: &'a str,
+        name: Option<&'a str>,
+        inputs: Vec<&'a str>,
+        outputs: Vec<&'a str>,
+        warnings: Vec<String>,
+    }
+    let summary = Summary {
+        file: file.display().to_string(),
+        valid: true,
+        kind: "command",
+        name: job.name.as_deref(),
+        inputs: job.inputs.keys().map(String::as_str).collect(),
+        outputs: job.outputs.keys().map(String::as_str).collect(),
+        warnings: loaded.warnings.iter().map(ToString::to_string).collect(),
+    };
+    if structured(&summary, format)? {
+        return Ok(());
+    }
+    let warned = match loaded.warnings.len() {
+        0 => String::new(),
+        n => format!(" ({n} warning{})", if n == 1 { "" } else { "s" }),
+    };
+    println!("{}: a valid command job{warned}", summary.file);
+    Ok(())
+}
