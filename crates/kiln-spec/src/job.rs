@@ -144,16 +144,14 @@ pub fn command_job(src: &Source, root: &Node) -> Result<CommandJob> {
     if let Some(t) = m.str("type")?
         && t != "command"
     {
-        let pos = m.get("type").map(|n| n.pos).unwrap_or(root.pos);
-        return Err(src.error(pos, "type", format!("expected 'command' here, found '{t}'")));
+        return Err(src.error(m.pos_of("type"), "type", format!("expected 'command' here, found '{t}'")));
     }
     let name = m.str("name")?;
     if let Some(n) = &name
         && !valid_job_name(n)
     {
-        let pos = m.get("name").map(|n| n.pos).unwrap_or(root.pos);
         return Err(src.error(
-            pos,
+            m.pos_of("name"),
             "name",
             format!("'{n}' is not a valid job name: use letters, digits, '-' and '_', at most 255, starting with a letter or digit"),
         ));
@@ -178,8 +176,6 @@ pub fn command_job(src: &Source, root: &Node) -> Result<CommandJob> {
             om.accept(&[&e.key]);
             outputs.insert(e.key.clone(), Located { value: job_output(src, &e.value, &field)?, pos: e.value.pos });
         }
-    } else if m.has("outputs") {
-        m.accept(&["outputs"]);
     }
 
     let resources = match m.map("resources")? {
@@ -233,7 +229,7 @@ pub fn command_job(src: &Source, root: &Node) -> Result<CommandJob> {
         parent_job_name: m.str("parent_job_name")?,
     };
     m.warn_unknown();
-    check_bindings(src, &job)?;
+    check_bindings(src, &job, m.pos_of("environment_variables"))?;
     Ok(job)
 }
 
@@ -316,9 +312,8 @@ fn job_input(src: &Source, node: &Node, field: &str) -> Result<JobInput> {
         return Ok(JobInput::Literal(literal));
     }
     if !DATA_TYPES.contains(&type_name.as_str()) {
-        let pos = m.get("type").map(|n| n.pos).unwrap_or(node.pos);
         return Err(src.error(
-            pos,
+            m.pos_of("type"),
             &m.field("type"),
             format!("expected one of {}, string, integer, number, boolean; found '{type_name}'", DATA_TYPES.join(", ")),
         ));
@@ -326,8 +321,7 @@ fn job_input(src: &Source, node: &Node, field: &str) -> Result<JobInput> {
     let path = m.req_str("path")?;
     let mode = m.choice("mode", &INPUT_MODES)?.unwrap_or_else(|| "ro_mount".into());
     if mode.starts_with("eval_") && type_name != "mltable" {
-        let pos = m.get("mode").map(|n| n.pos).unwrap_or(node.pos);
-        return Err(src.error(pos, &m.field("mode"), format!("mode '{mode}' is only for mltable inputs")));
+        return Err(src.error(m.pos_of("mode"), &m.field("mode"), format!("mode '{mode}' is only for mltable inputs")));
     }
     let input = DataInput { data_type: type_name, path, mode, datastore: m.str("datastore")? };
     m.accept(&["description"]);
@@ -387,8 +381,11 @@ fn job_output(src: &Source, node: &Node, field: &str) -> Result<JobOutput> {
         asset_version: m.str("version")?,
     };
     if out.asset_version.is_some() && out.asset_name.is_none() {
-        let pos = m.get("version").map(|n| n.pos).unwrap_or(node.pos);
-        return Err(src.error(pos, &m.field("version"), "an output 'version' needs a 'name' to register under"));
+        return Err(src.error(
+            m.pos_of("version"),
+            &m.field("version"),
+            "an output 'version' needs a 'name' to register under",
+        ));
     }
     m.accept(&["description", "datastore"]);
     m.warn_unknown();
@@ -420,31 +417,26 @@ fn distribution(src: &Source, m: &MapReader) -> Result<Option<Distribution>> {
 
 /// Every `${{…}}` in the command names a declared input or output; environment variables may
 /// name inputs.
-fn check_bindings(src: &Source, job: &CommandJob) -> Result<()> {
+fn check_bindings(src: &Source, job: &CommandJob, env_pos: Pos) -> Result<()> {
     let check = |text: &str, pos: Pos, field: &str, outputs_allowed: bool| -> Result<()> {
         let found =
             bind::bindings(text).map_err(|_| src.error(pos, field, "a '${{' is not closed by '}}'".to_string()))?;
         for b in found {
-            let known = match bind::split_io(b.expr) {
-                Some(("inputs", name)) => job.inputs.contains_key(name),
-                Some(("outputs", name)) if outputs_allowed => job.outputs.contains_key(name),
-                _ => false,
+            let problem = match bind::split_io(b.expr) {
+                Some(("inputs", name)) if job.inputs.contains_key(name) => continue,
+                Some(("outputs", name)) if outputs_allowed && job.outputs.contains_key(name) => continue,
+                Some(("inputs", name)) => format!("there is no input '{name}' in 'inputs'"),
+                Some(("outputs", name)) if outputs_allowed => format!("there is no output '{name}' in 'outputs'"),
+                _ if outputs_allowed => "expected inputs.<name> or outputs.<name>".to_string(),
+                _ => "expected inputs.<name>".to_string(),
             };
-            if !known {
-                let what = match bind::split_io(b.expr) {
-                    Some(("inputs", name)) => format!("there is no input '{name}' in 'inputs'"),
-                    Some(("outputs", name)) if outputs_allowed => format!("there is no output '{name}' in 'outputs'"),
-                    _ if outputs_allowed => "expected inputs.<name> or outputs.<name>".to_string(),
-                    _ => "expected inputs.<name>".to_string(),
-                };
-                return Err(src.error(pos, field, format!("'${{{{{}}}}}': {what}", b.expr)));
-            }
+            return Err(src.error(pos, field, format!("'${{{{{}}}}}': {problem}", b.expr)));
         }
         Ok(())
     };
     check(&job.command.value, job.command.pos, "command", true)?;
     for (k, v) in &job.environment_variables {
-        check(v, job.command.pos, &format!("environment_variables.{k}"), false)?;
+        check(v, env_pos, &format!("environment_variables.{k}"), false)?;
     }
     Ok(())
 }

@@ -88,12 +88,7 @@ pub fn command_job_from_str(
 pub fn load_command_job(path: &Path, overrides: &[String]) -> Result<Loaded<CommandJob>, SpecError> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
-        SpecError(Diagnostic {
-            file: file.clone(),
-            pos: Pos::default(),
-            field: String::new(),
-            message: format!("cannot read the file: {e}"),
-        })
+        read::Source::new(file.as_str()).error(Pos::default(), "", format!("cannot read the file: {e}"))
     })?;
     let (spec, warnings) = command_job_from_str(&file, &text, overrides)?;
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();

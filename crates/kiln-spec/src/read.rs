@@ -19,17 +19,17 @@ impl Source {
         Source { file: file.into(), warnings: RefCell::new(Vec::new()) }
     }
 
+    fn diagnostic(&self, pos: Pos, field: &str, message: impl Into<String>) -> Diagnostic {
+        Diagnostic { file: self.file.clone(), pos, field: field.to_string(), message: message.into() }
+    }
+
     pub fn error(&self, pos: Pos, field: &str, message: impl Into<String>) -> SpecError {
-        SpecError(Diagnostic { file: self.file.clone(), pos, field: field.to_string(), message: message.into() })
+        SpecError(self.diagnostic(pos, field, message))
     }
 
     pub fn warn(&self, pos: Pos, field: &str, message: impl Into<String>) {
-        self.warnings.borrow_mut().push(Diagnostic {
-            file: self.file.clone(),
-            pos,
-            field: field.to_string(),
-            message: message.into(),
-        });
+        let d = self.diagnostic(pos, field, message);
+        self.warnings.borrow_mut().push(d);
     }
 
     pub fn take_warnings(&self) -> Vec<Diagnostic> {
@@ -79,6 +79,12 @@ impl<'a> MapReader<'a> {
         let entry = self.entries().iter().find(|e| e.key == name)?;
         self.read.borrow_mut().push(&entry.key);
         (!entry.value.is_null()).then_some(&entry.value)
+    }
+
+    /// Where the value of `name` is written, else where the mapping is: the place an error
+    /// about that field points at.
+    pub fn pos_of(&self, name: &str) -> Pos {
+        self.entries().iter().find(|e| e.key == name).map_or(self.node.pos, |e| e.value.pos)
     }
 
     /// Whether the key is written at all (even as null: `outputs: {o: }`).
@@ -138,7 +144,7 @@ impl<'a> MapReader<'a> {
     pub fn count(&self, name: &str) -> Result<Option<u64>> {
         match self.int(name)? {
             Some(i) if i < 0 => Err(self.src.error(
-                self.get(name).map(|n| n.pos).unwrap_or(self.node.pos),
+                self.pos_of(name),
                 &self.field(name),
                 format!("expected a non-negative integer, found {i}"),
             )),

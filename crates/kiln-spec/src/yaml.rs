@@ -247,7 +247,7 @@ pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
             Event::DocumentEnd if builder.root.is_some() => break,
             Event::Scalar(text, style, anchor, _tag) => {
                 let plain = matches!(style, ScalarStyle::Plain);
-                builder.add(Node::scalar(Cow::into_owned(text), plain, pos), anchor)?;
+                builder.add(Node::scalar(Cow::into_owned(text), plain, pos), anchor);
             }
             Event::SequenceStart(_, anchor, _) => builder.stack.push(Open::Seq(pos, anchor, Vec::new())),
             Event::MappingStart(_, anchor, _) => builder.stack.push(Open::Map(pos, anchor, Vec::new())),
@@ -257,7 +257,7 @@ pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
                     Some(Open::Map(pos, anchor, children)) => (map_from_children(pos, children)?, anchor),
                     None => return Err(SyntaxError { pos, message: "unbalanced collection end".into() }),
                 };
-                builder.add(node, anchor)?;
+                builder.add(node, anchor);
             }
             Event::Alias(id) => {
                 let node = builder
@@ -265,7 +265,7 @@ pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
                     .get(&id)
                     .cloned()
                     .ok_or_else(|| SyntaxError { pos, message: "an alias to an anchor that is not defined".into() })?;
-                builder.add(Node { pos, ..node }, 0)?;
+                builder.add(Node { pos, ..node }, 0);
             }
             _ => {}
         }
@@ -286,7 +286,7 @@ struct Builder {
 }
 
 impl Builder {
-    fn add(&mut self, node: Node, anchor: usize) -> Result<(), SyntaxError> {
+    fn add(&mut self, node: Node, anchor: usize) {
         if anchor != 0 {
             self.anchors.insert(anchor, node.clone());
         }
@@ -294,7 +294,6 @@ impl Builder {
             Some(Open::Seq(_, _, items)) | Some(Open::Map(_, _, items)) => items.push(node),
             None => self.root = Some(node),
         }
-        Ok(())
     }
 }
 

@@ -36,19 +36,29 @@ struct PageToken {
     offset: i64,
 }
 
-pub fn encode_page_token(offset: i64) -> String {
-    let json = serde_json::to_string(&PageToken { offset }).unwrap_or_default();
-    base64::engine::general_purpose::STANDARD.encode(json)
+/// A page token: `base64(json(value))`, as MLflow spells its tokens.
+fn encode_token<T: Serialize>(value: &T) -> String {
+    base64::engine::general_purpose::STANDARD.encode(serde_json::to_string(value).unwrap_or_default())
 }
 
-pub fn decode_page_token(token: Option<&str>) -> Result<i64> {
-    let Some(token) = token.filter(|t| !t.is_empty()) else { return Ok(0) };
+/// The value inside a page token; `None` for no token (the first page).
+fn decode_token<T: serde::de::DeserializeOwned>(token: Option<&str>) -> Result<Option<T>> {
+    let Some(token) = token.filter(|t| !t.is_empty()) else { return Ok(None) };
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(token)
         .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(token))
         .map_err(|_| ServiceError::invalid("Invalid page token, could not base64-decode"))?;
-    let parsed: PageToken = serde_json::from_slice(&bytes)
-        .map_err(|_| ServiceError::invalid(format!("Invalid page token, decoded value={token}")))?;
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|_| ServiceError::invalid(format!("Invalid page token, decoded value={token}")))
+}
+
+pub fn encode_page_token(offset: i64) -> String {
+    encode_token(&PageToken { offset })
+}
+
+pub fn decode_page_token(token: Option<&str>) -> Result<i64> {
+    let Some(parsed) = decode_token::<PageToken>(token)? else { return Ok(0) };
     if parsed.offset < 0 {
         return Err(ServiceError::invalid("Invalid page token, offset must be >= 0"));
     }
@@ -64,20 +74,14 @@ struct HistoryToken {
 }
 
 fn encode_history_token(p: MetricPosition) -> String {
-    let json = serde_json::to_string(&HistoryToken { after: (p.step, p.timestamp, p.value_bits) }).unwrap_or_default();
-    base64::engine::general_purpose::STANDARD.encode(json)
+    encode_token(&HistoryToken { after: (p.step, p.timestamp, p.value_bits) })
 }
 
 fn decode_history_token(token: Option<&str>) -> Result<Option<MetricPosition>> {
-    let Some(token) = token.filter(|t| !t.is_empty()) else { return Ok(None) };
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(token)
-        .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(token))
-        .map_err(|_| ServiceError::invalid("Invalid page token, could not base64-decode"))?;
-    let parsed: HistoryToken = serde_json::from_slice(&bytes)
-        .map_err(|_| ServiceError::invalid(format!("Invalid page token, decoded value={token}")))?;
-    let (step, timestamp, value_bits) = parsed.after;
-    Ok(Some(MetricPosition { step, timestamp, value_bits }))
+    Ok(decode_token::<HistoryToken>(token)?.map(|t| {
+        let (step, timestamp, value_bits) = t.after;
+        MetricPosition { step, timestamp, value_bits }
+    }))
 }
 
 fn not_active(run_id: &str, stage: &str) -> ServiceError {
