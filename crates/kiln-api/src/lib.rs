@@ -107,3 +107,153 @@ pub struct ModelPage {
     pub models: Vec<Model>,
     pub next_page_token: Option<String>,
 }
+
+// ---- jobs ------------------------------------------------------------------------------
+
+/// A command job to run: an Azure ML v2 command-job spec (YAML or JSON text) whose local
+/// paths were uploaded as snapshots (`cas:` URIs) first.
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct JobCreate {
+    pub spec: String,
+    /// How error messages name the spec (the client's file name).
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct JobTransition {
+    pub status: String,
+    pub at: i64,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct JobOutput {
+    /// Where the output is kept: `blob:<path>` in the workspace's artifact store.
+    pub uri: String,
+    pub data_type: String,
+    pub asset_name: Option<String>,
+    pub asset_version: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct Job {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub display_name: Option<String>,
+    pub description: Option<String>,
+    pub status: String,
+    /// Why the job failed or was canceled.
+    pub failure: Option<String>,
+    pub experiment_id: String,
+    pub experiment_name: String,
+    /// The job's MLflow run (the same as its name).
+    pub run_id: String,
+    pub compute: String,
+    pub command: String,
+    pub environment: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub transitions: Vec<JobTransition>,
+    pub tags: BTreeMap<String, String>,
+    pub properties: BTreeMap<String, String>,
+    pub archived: bool,
+    pub outputs: BTreeMap<String, JobOutput>,
+    /// The spec as submitted.
+    #[schema(value_type = Object)]
+    pub spec: serde_json::Value,
+    /// Things the spec had that were accepted but not used.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct JobPage {
+    pub jobs: Vec<Job>,
+}
+
+/// What `job update` may change.
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone, Default)]
+pub struct JobUpdate {
+    pub display_name: Option<String>,
+    pub description: Option<String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+/// One file of an output.
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct OutputFile {
+    /// Relative to the output's folder.
+    pub path: String,
+    pub size: u64,
+    /// Its path in the artifact store (readable through `/api/2.0/mlflow-artifacts/artifacts/`).
+    pub store_path: String,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct OutputFiles {
+    pub output: String,
+    pub files: Vec<OutputFile>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct ComputeTarget {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub max_concurrent_jobs: i64,
+    pub description: Option<String>,
+    pub created_at: i64,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct ComputeCreate {
+    pub name: String,
+    /// `local` (also accepted: `amlcompute`, `computeinstance`, which run locally).
+    #[serde(rename = "type", default)]
+    pub kind: Option<String>,
+    pub max_concurrent_jobs: Option<i64>,
+    pub description: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct ComputePage {
+    pub computes: Vec<ComputeTarget>,
+}
+
+// ---- snapshots ---------------------------------------------------------------------------
+
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct BlobQuery {
+    /// SHA-256 digests (lowercase hex).
+    pub digests: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct BlobsMissing {
+    pub missing: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct SnapshotFile {
+    pub path: String,
+    pub digest: String,
+    pub size: u64,
+    #[serde(default)]
+    pub executable: bool,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct SnapshotCreate {
+    pub files: Vec<SnapshotFile>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct Snapshot {
+    pub id: String,
+    /// `cas:<id>`, for a spec's `code:` or an input's `path:`.
+    pub uri: String,
+    pub files: usize,
+}

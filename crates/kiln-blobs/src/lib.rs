@@ -6,6 +6,9 @@
 //! Every path goes through [`ArtifactPath::parse`], which refuses anything that could escape
 //! the store (`..`, absolute paths, and their percent-encoded spellings).
 
+pub mod snapshot;
+
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -123,6 +126,8 @@ pub struct ArtifactStore {
     store: Arc<dyn ObjectStore>,
     root: Path,
     description: String,
+    /// The folder behind a local store: jobs on this machine read and write it directly.
+    local_dir: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for ArtifactStore {
@@ -160,6 +165,7 @@ impl ArtifactStore {
                 store: Arc::new(store),
                 root: Path::from(prefix.trim_matches('/')),
                 description: location.to_string(),
+                local_dir: None,
             });
         }
         let dir = location.strip_prefix("file://").unwrap_or(location);
@@ -167,8 +173,96 @@ impl ArtifactStore {
             return Err(BlobError::UnsupportedUrl(location.to_string()));
         }
         std::fs::create_dir_all(dir)?;
-        let store = LocalFileSystem::new_with_prefix(dir)?;
-        Ok(ArtifactStore { store: Arc::new(store), root: Path::default(), description: location.to_string() })
+        let local_dir = std::fs::canonicalize(dir)?;
+        let store = LocalFileSystem::new_with_prefix(&local_dir)?;
+        Ok(ArtifactStore {
+            store: Arc::new(store),
+            root: Path::default(),
+            description: location.to_string(),
+            local_dir: Some(local_dir),
+        })
+    }
+
+    /// Where `path` lives on this machine's disk, for a store that is a local folder.
+    pub fn local_path(&self, path: &ArtifactPath) -> Option<PathBuf> {
+        let mut p = self.local_dir.clone()?;
+        p.extend(path.as_str().split('/').filter(|s| !s.is_empty()));
+        Some(p)
+    }
+
+    /// Uploads a local file to `path`, streaming.
+    pub async fn put_file(&self, path: &ArtifactPath, file: &std::path::Path) -> Result<u64> {
+        let f = tokio::fs::File::open(file).await?;
+        let body = tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024);
+        self.put_stream(path, body).await
+    }
+
+    /// Uploads every file under a local folder to the folder `path`; returns the file count.
+    pub async fn put_dir(&self, path: &ArtifactPath, dir: &std::path::Path) -> Result<u64> {
+        let mut count = 0;
+        let mut pending = vec![(dir.to_path_buf(), String::new())];
+        while let Some((local, rel)) = pending.pop() {
+            let mut entries = match tokio::fs::read_dir(&local).await {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e.into()),
+            };
+            while let Some(entry) = entries.next_entry().await? {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let child_rel = if rel.is_empty() { name } else { format!("{rel}/{name}") };
+                let kind = entry.file_type().await?;
+                if kind.is_dir() {
+                    pending.push((entry.path(), child_rel));
+                } else if kind.is_file() {
+                    self.put_file(&path.join(&child_rel)?, &entry.path()).await?;
+                    count += 1;
+                }
+            }
+        }
+        Ok(count)
+    }
+
+    /// Downloads the file at `path` into `dest` (written whole, then renamed into place).
+    /// Returns false when there is no such file.
+    pub async fn get_file(&self, path: &ArtifactPath, dest: &std::path::Path) -> Result<bool> {
+        use tokio::io::AsyncWriteExt;
+        let Some(mut read) = self.get(path).await? else {
+            return Ok(false);
+        };
+        if let Some(parent) = dest.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        let partial = dest.with_extension("kiln-partial");
+        let mut out = tokio::fs::File::create(&partial).await?;
+        while let Some(chunk) = read.stream.next().await {
+            out.write_all(&chunk?).await?;
+        }
+        out.flush().await?;
+        drop(out);
+        tokio::fs::rename(&partial, dest).await?;
+        Ok(true)
+    }
+
+    /// Every file below `path` (recursively) with its path relative to `path` and its size.
+    pub async fn list_files(&self, path: &ArtifactPath) -> Result<Vec<(String, u64)>> {
+        let key = self.key(path);
+        let prefix = if key.as_ref().is_empty() { None } else { Some(&key) };
+        let metas: Vec<object_store::ObjectMeta> = match self.store.list(prefix).try_collect().await {
+            Ok(m) => m,
+            Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let base: Vec<_> = key.parts().collect();
+        let mut files: Vec<(String, u64)> = metas
+            .into_iter()
+            .filter_map(|m| {
+                let parts: Vec<_> = m.location.parts().collect();
+                let rel = parts.get(base.len()..)?;
+                (!rel.is_empty()).then(|| (rel.iter().map(|p| p.as_ref()).collect::<Vec<_>>().join("/"), m.size))
+            })
+            .collect();
+        files.sort();
+        Ok(files)
     }
 
     pub fn description(&self) -> &str {
@@ -258,6 +352,13 @@ impl ArtifactStore {
             Err(object_store::Error::Generic { .. }) if self.is_dir(path).await? => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Reads a (small) file whole.
+    pub async fn get_bytes(&self, path: &ArtifactPath) -> Result<Option<Bytes>> {
+        let Some(read) = self.get(path).await? else { return Ok(None) };
+        let chunks: Vec<Bytes> = read.stream.try_collect().await?;
+        Ok(Some(chunks.concat().into()))
     }
 
     /// Size of the file at `path`, if there is one.

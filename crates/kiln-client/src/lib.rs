@@ -12,6 +12,8 @@ pub enum ClientError {
     Api { status: u16, code: String, message: String },
     #[error("unexpected answer from {url}: {detail}")]
     Protocol { url: String, detail: String },
+    #[error("{0}")]
+    Local(String),
 }
 
 pub type Result<T> = std::result::Result<T, ClientError>;
@@ -47,16 +49,32 @@ impl Client {
         let body =
             response.bytes().await.map_err(|source| ClientError::Unreachable { url: self.base.clone(), source })?;
         if !status.is_success() {
-            return Err(match serde_json::from_slice::<ErrorBody>(&body) {
-                Ok(e) => ClientError::Api { status: status.as_u16(), code: e.error_code, message: e.message },
-                Err(_) => ClientError::Api {
-                    status: status.as_u16(),
-                    code: status.to_string(),
-                    message: String::from_utf8_lossy(&body).into_owned(),
-                },
-            });
+            return Err(api_error(status, &body));
         }
         serde_json::from_slice(&body).map_err(|e| ClientError::Protocol { url, detail: e.to_string() })
+    }
+
+    /// Sends a JSON body (or none) and reads a JSON answer.
+    async fn send<B: serde::Serialize, T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T> {
+        let url = format!("{}/api/v1{path}", self.base);
+        let mut req = self.http.request(method, &url);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let response =
+            req.send().await.map_err(|source| ClientError::Unreachable { url: self.base.clone(), source })?;
+        let status = response.status();
+        let bytes =
+            response.bytes().await.map_err(|source| ClientError::Unreachable { url: self.base.clone(), source })?;
+        if !status.is_success() {
+            return Err(api_error(status, &bytes));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol { url, detail: e.to_string() })
     }
 
     pub async fn health(&self) -> Result<Health> {
@@ -102,6 +120,124 @@ impl Client {
 
     pub async fn model(&self, name: &str) -> Result<Model> {
         self.get(&format!("/models/{}", encode(name)), vec![]).await
+    }
+}
+
+impl Client {
+    pub async fn create_job(&self, spec: String, source: Option<String>) -> Result<Job> {
+        self.send(reqwest::Method::POST, "/jobs", Some(&JobCreate { spec, source })).await
+    }
+
+    pub async fn job(&self, name: &str) -> Result<Job> {
+        self.get(&format!("/jobs/{}", encode(name)), vec![]).await
+    }
+
+    pub async fn jobs(&self, archived: Option<&str>, max_results: Option<i64>) -> Result<JobPage> {
+        self.get(
+            "/jobs",
+            vec![("archived", archived.map(str::to_string)), ("max_results", max_results.map(|m| m.to_string()))],
+        )
+        .await
+    }
+
+    /// `cancel`, `archive` or `restore`.
+    pub async fn job_action(&self, name: &str, action: &str) -> Result<Job> {
+        self.send::<(), _>(reqwest::Method::POST, &format!("/jobs/{}/{action}", encode(name)), None).await
+    }
+
+    pub async fn update_job(&self, name: &str, update: &JobUpdate) -> Result<Job> {
+        self.send(reqwest::Method::PATCH, &format!("/jobs/{}", encode(name)), Some(update)).await
+    }
+
+    /// The job's log from `offset`; with `follow`, a live stream until the job ends.
+    pub async fn job_log(&self, name: &str, follow: bool, offset: u64) -> Result<reqwest::Response> {
+        let url = format!("{}/api/v1/jobs/{}/log?follow={follow}&offset={offset}", self.base, encode(name));
+        let response = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|source| ClientError::Unreachable { url: self.base.clone(), source })?;
+        if !response.status().is_success() {
+            let status = response.status();
+            let body = response.bytes().await.unwrap_or_default();
+            return Err(api_error(status, &body));
+        }
+        Ok(response)
+    }
+
+    pub async fn output_files(&self, name: &str, output: &str) -> Result<OutputFiles> {
+        self.get(&format!("/jobs/{}/outputs/{}", encode(name), encode(output)), vec![]).await
+    }
+
+    /// Streams a file of the artifact store.
+    pub async fn download(&self, store_path: &str) -> Result<reqwest::Response> {
+        let path: Vec<String> = store_path.split('/').map(encode).collect();
+        let url = format!("{}/api/2.0/mlflow-artifacts/artifacts/{}", self.base, path.join("/"));
+        let response = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|source| ClientError::Unreachable { url: self.base.clone(), source })?;
+        if !response.status().is_success() {
+            let status = response.status();
+            let body = response.bytes().await.unwrap_or_default();
+            return Err(api_error(status, &body));
+        }
+        Ok(response)
+    }
+
+    pub async fn computes(&self) -> Result<ComputePage> {
+        self.get("/computes", vec![]).await
+    }
+
+    pub async fn compute(&self, name: &str) -> Result<ComputeTarget> {
+        self.get(&format!("/computes/{}", encode(name)), vec![]).await
+    }
+
+    pub async fn create_compute(&self, c: &ComputeCreate) -> Result<ComputeTarget> {
+        self.send(reqwest::Method::POST, "/computes", Some(c)).await
+    }
+
+    pub async fn missing_blobs(&self, digests: Vec<String>) -> Result<BlobsMissing> {
+        self.send(reqwest::Method::POST, "/blobs/missing", Some(&BlobQuery { digests })).await
+    }
+
+    /// Uploads a file's bytes under their digest, streaming from disk.
+    pub async fn put_blob(&self, digest: &str, file: &std::path::Path) -> Result<()> {
+        let url = format!("{}/api/v1/blobs/{digest}", self.base);
+        let f =
+            tokio::fs::File::open(file).await.map_err(|e| ClientError::Local(format!("{}: {e}", file.display())))?;
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(f));
+        let response = self
+            .http
+            .put(&url)
+            .body(body)
+            .send()
+            .await
+            .map_err(|source| ClientError::Unreachable { url: self.base.clone(), source })?;
+        if !response.status().is_success() {
+            let status = response.status();
+            let body = response.bytes().await.unwrap_or_default();
+            return Err(api_error(status, &body));
+        }
+        Ok(())
+    }
+
+    pub async fn create_snapshot(&self, files: Vec<SnapshotFile>) -> Result<Snapshot> {
+        self.send(reqwest::Method::POST, "/snapshots", Some(&SnapshotCreate { files })).await
+    }
+}
+
+fn api_error(status: reqwest::StatusCode, body: &[u8]) -> ClientError {
+    match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(e) => ClientError::Api { status: status.as_u16(), code: e.error_code, message: e.message },
+        Err(_) => ClientError::Api {
+            status: status.as_u16(),
+            code: status.to_string(),
+            message: String::from_utf8_lossy(body).into_owned(),
+        },
     }
 }
 

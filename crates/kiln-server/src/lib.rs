@@ -7,6 +7,7 @@
 mod artifacts;
 mod error;
 mod fields;
+mod jobs;
 mod mlflow;
 pub mod native;
 mod wire;
@@ -20,6 +21,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use kiln_blobs::ArtifactStore;
+use kiln_orchestrator::{Orchestrator, OrchestratorConfig};
 use kiln_registry::Registry;
 use kiln_store::Store;
 use kiln_tracking::Tracking;
@@ -34,6 +36,7 @@ pub const MLFLOW_COMPAT_VERSION: &str = "3.3.0";
 pub struct AppState {
     pub tracking: Tracking,
     pub registry: Registry,
+    pub orchestrator: Orchestrator,
 }
 
 pub type Shared = Arc<AppState>;
@@ -56,13 +59,38 @@ pub enum OpenError {
     Service(#[from] kiln_tracking::ServiceError),
 }
 
-/// Opens a workspace: metadata at `store_url`, artifacts at `artifacts`.
-pub async fn open(store_url: &str, artifacts: &str) -> Result<Shared, OpenError> {
-    let store = Store::connect(store_url).await?;
-    let blobs = ArtifactStore::open(artifacts)?;
+/// Where a workspace keeps its state.
+#[derive(Debug, Clone)]
+pub struct WorkspaceConfig {
+    /// `sqlite://PATH` or `postgresql://…`.
+    pub store: String,
+    /// A folder or `s3://BUCKET/PREFIX`.
+    pub artifacts: String,
+    /// Job folders (`<data_dir>/jobs/<name>`).
+    pub data_dir: std::path::PathBuf,
+    /// Environments, snapshots and downloads shared by the jobs of this machine.
+    pub cache_dir: std::path::PathBuf,
+    /// The `kiln` binary, whose `launch` command runs jobs.
+    pub exe: std::path::PathBuf,
+}
+
+/// Opens a workspace. Jobs are not scheduled until `orchestrator.start` is called with the
+/// URL they reach the server at.
+pub async fn open(config: &WorkspaceConfig) -> Result<Shared, OpenError> {
+    let store = Store::connect(&config.store).await?;
+    let blobs = ArtifactStore::open(&config.artifacts)?;
     let tracking = Tracking::new(store, blobs).await?;
     let registry = Registry::new(tracking.clone());
-    Ok(Arc::new(AppState { tracking, registry }))
+    let orchestrator = Orchestrator::new(
+        tracking.clone(),
+        OrchestratorConfig {
+            data_dir: config.data_dir.clone(),
+            cache_dir: config.cache_dir.clone(),
+            exe: config.exe.clone(),
+            artifact_store: config.artifacts.clone(),
+        },
+    );
+    Ok(Arc::new(AppState { tracking, registry, orchestrator }))
 }
 
 async fn resolve_identity(mut req: Request, next: Next) -> Response {
@@ -113,7 +141,7 @@ pub fn router(state: Shared) -> Router {
         .nest("/ajax-api/3.0/mlflow", v3)
         .nest("/api/2.0/mlflow-artifacts", proxy.clone())
         .nest("/ajax-api/2.0/mlflow-artifacts", proxy)
-        .nest("/api/v1", native::routes())
+        .nest("/api/v1", native::routes().merge(jobs::routes()))
         // JSON bodies are read whole; artifacts stream and are not limited by this.
         .layer(DefaultBodyLimit::max(64 * 1024 * 1024));
     Router::new()

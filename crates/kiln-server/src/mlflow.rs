@@ -187,6 +187,7 @@ async fn create_run(State(s): State<Shared>, Req(f): Req) -> JsonResult {
             run_name: f.str("run_name")?,
             start_time: f.i64("start_time")?,
             tags: f.tags("tags")?,
+            run_id: None,
         })
         .await?;
     Ok(Json(json!({"run": wire::RunOut::new(&run, false)})))

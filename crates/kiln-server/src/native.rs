@@ -142,7 +142,9 @@ async fn health() -> Json<Health> {
 }
 
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+    let mut doc = ApiDoc::openapi();
+    doc.merge(crate::jobs::JobsDoc::openapi());
+    Json(doc)
 }
 
 #[utoipa::path(get, path = "/api/v1/experiments", params(ListQuery),

@@ -6,6 +6,7 @@
 //! network or the store: resolving paths and references is the orchestrator's job.
 
 pub mod bind;
+pub mod conda;
 pub mod job;
 pub mod read;
 pub mod yaml;

@@ -107,6 +107,11 @@ impl Node {
     /// a plain YAML scalar, so `--set inputs.n=3` gives an integer. What the override writes has
     /// no position (line 0): messages about it name the field, not a line it is not on.
     pub fn set_path(&mut self, path: &str, value: &str) -> Result<(), String> {
+        self.set_path_node(path, parse_override(value, Pos::default()))
+    }
+
+    /// Sets the node at a dotted path, creating mappings on the way.
+    pub fn set_path_node(&mut self, path: &str, value: Node) -> Result<(), String> {
         let mut node = self;
         let parts: Vec<&str> = path.split('.').collect();
         if parts.iter().any(|p| p.is_empty()) {
@@ -131,8 +136,70 @@ impl Node {
             };
             node = &mut entries[idx].value;
         }
-        *node = parse_override(value, Pos::default());
+        *node = value;
         Ok(())
+    }
+
+    /// The tree as YAML flow text that reads back to the same tree (positions aside): plain
+    /// scalars that mean something other than a string (`1.0`, `true`, `~`) keep their text,
+    /// every other scalar is written double-quoted. Where every plain scalar is a JSON
+    /// number, `true`/`false` or `null`, the text is also JSON.
+    pub fn to_flow(&self) -> String {
+        let mut out = String::new();
+        self.write_flow(&mut out);
+        out
+    }
+
+    fn write_flow(&self, out: &mut String) {
+        let quote = |s: &str, out: &mut String| out.push_str(&serde_json::Value::from(s).to_string());
+        match &self.kind {
+            Kind::Scalar { text, plain } => match self.resolve() {
+                Some(Resolved::Null) => out.push_str("null"),
+                Some(Resolved::Str(_)) | None => quote(text, out),
+                _ if *plain => out.push_str(text),
+                _ => quote(text, out),
+            },
+            Kind::Seq(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    item.write_flow(out);
+                }
+                out.push(']');
+            }
+            Kind::Map(entries) => {
+                out.push('{');
+                for (i, e) in entries.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    quote(&e.key, out);
+                    out.push_str(": ");
+                    e.value.write_flow(out);
+                }
+                out.push('}');
+            }
+        }
+    }
+
+    /// The tree as JSON, for showing a spec (numbers that JSON cannot hold become strings).
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value;
+        match &self.kind {
+            Kind::Scalar { text, .. } => match self.resolve() {
+                Some(Resolved::Null) => Value::Null,
+                Some(Resolved::Bool(b)) => Value::Bool(b),
+                Some(Resolved::Int(i)) => Value::from(i),
+                Some(Resolved::Float(f)) => {
+                    serde_json::Number::from_f64(f).map(Value::Number).unwrap_or(Value::from(text.as_str()))
+                }
+                _ => Value::from(text.as_str()),
+            },
+            Kind::Seq(items) => Value::Array(items.iter().map(Node::to_json).collect()),
+            Kind::Map(entries) => Value::Object(entries.iter().map(|e| (e.key.clone(), e.value.to_json())).collect()),
+        }
     }
 }
 
@@ -409,5 +476,25 @@ mod tests {
         assert_eq!(doc.get("limits").unwrap().get("timeout").unwrap().resolve(), Some(Resolved::Int(60)));
         assert!(doc.set_path("environment.image", "python").is_err(), "a string is not a mapping");
         assert!(doc.set_path("a..b", "1").is_err());
+    }
+}
+
+#[cfg(test)]
+mod flow_tests {
+    use super::*;
+
+    #[test]
+    fn flow_text_reads_back_to_the_same_meaning() {
+        let text = "a: 1.0\nb: '1.0'\nc: yes\nd: ~\ne: [x, 'y z', {f: \"q\\\"uote\"}]\ng: 0x1F\nh: hello: world\n";
+        let text = text.replace("h: hello: world\n", "h: 'hello: world'\n");
+        let node = parse(&text).unwrap().unwrap();
+        let flow = node.to_flow();
+        let back = parse(&flow).unwrap().unwrap();
+        let meaning = |n: &Node| n.to_json();
+        assert_eq!(meaning(&node), meaning(&back), "{flow}");
+        assert!(
+            flow.contains("\"a\": 1.0") && flow.contains("\"b\": \"1.0\"") && flow.contains("\"g\": 0x1F"),
+            "{flow}"
+        );
     }
 }

@@ -8,8 +8,11 @@
 //! instead of failing with "database is locked"; reads use a pool of their own. With WAL
 //! journaling a committed transaction survives `kill -9` of the server.
 
+mod assets;
+pub use assets::AssetCreated;
 mod compile;
 mod experiments;
+mod jobs;
 mod logged_models;
 pub use logged_models::NewLoggedModel;
 pub mod model;
@@ -79,8 +82,10 @@ struct Migration {
     sql: &'static str,
 }
 
-const MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, name: "tracking", sql: include_str!("../migrations/0001_tracking.sql") }];
+const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "tracking", sql: include_str!("../migrations/0001_tracking.sql") },
+    Migration { version: 2, name: "jobs", sql: include_str!("../migrations/0002_jobs.sql") },
+];
 
 impl Store {
     /// Opens (creating if needed) the database at `url` and brings its schema up to date.

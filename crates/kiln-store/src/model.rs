@@ -211,3 +211,60 @@ pub struct HistoryPage {
     pub items: Vec<Metric>,
     pub next: Option<MetricPosition>,
 }
+
+/// A job as stored. Statuses are plain strings here; the orchestrator owns their meaning.
+/// `spec`, `tags` and `properties` are JSON texts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRecord {
+    pub name: String,
+    pub kind: String,
+    pub display_name: Option<String>,
+    pub description: Option<String>,
+    pub experiment_id: i64,
+    pub compute: String,
+    pub status: String,
+    pub failure: Option<String>,
+    pub spec: String,
+    pub tags: String,
+    pub properties: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub archived: bool,
+    pub runner: Option<String>,
+    /// `(status, at)`, oldest first; filled by `get_job` only.
+    pub transitions: Vec<(String, i64)>,
+}
+
+/// Which jobs `list_jobs` returns.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    /// `Some(false)`: only jobs not archived; `Some(true)`: only archived; `None`: both.
+    pub archived: Option<bool>,
+    pub statuses: Vec<String>,
+    pub compute: Option<String>,
+    pub oldest_first: bool,
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ComputeTarget {
+    pub name: String,
+    pub kind: String,
+    pub max_concurrent_jobs: i64,
+    pub description: Option<String>,
+    pub created_at: i64,
+}
+
+/// One version of a data or environment asset. `spec` is JSON; `content_hash` identifies what
+/// the version holds, so re-registering the same content is idempotent and different content
+/// under an existing version is refused.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AssetRecord {
+    pub kind: String,
+    pub name: String,
+    pub version: String,
+    pub content_hash: String,
+    pub spec: String,
+    pub created_at: i64,
+    pub archived: bool,
+}

@@ -391,3 +391,87 @@ async fn logged_models_and_traces() {
         assert!(s.get_trace("tr-1").await.unwrap().is_none());
     }
 }
+
+fn job(name: &str, created_at: i64) -> JobRecord {
+    JobRecord {
+        name: name.into(),
+        kind: "command".into(),
+        display_name: None,
+        description: None,
+        experiment_id: 0,
+        compute: "local".into(),
+        status: "Queued".into(),
+        failure: None,
+        spec: "{}".into(),
+        tags: "{}".into(),
+        properties: "{}".into(),
+        created_at,
+        updated_at: created_at,
+        archived: false,
+        runner: None,
+        transitions: Vec::new(),
+    }
+}
+
+#[tokio::test]
+async fn job_status_changes_only_from_the_statuses_named() {
+    for b in backends().await {
+        let s = &b.store;
+        s.insert_job(&job("a", 1)).await.unwrap();
+        s.insert_job(&job("b", 2)).await.unwrap();
+        assert!(matches!(s.insert_job(&job("a", 3)).await, Err(StoreError::AlreadyExists(_))), "{}", b.name);
+        assert!(s.set_job_status("a", &["Queued"], "Running", None).await.unwrap());
+        // A cancel that arrives after completion must not win.
+        assert!(s.set_job_status("a", &["Running"], "Completed", None).await.unwrap());
+        assert!(!s.set_job_status("a", &["Queued", "Running"], "Canceled", Some("x")).await.unwrap());
+        let a = s.get_job("a").await.unwrap().unwrap();
+        assert_eq!(a.status, "Completed", "{}", b.name);
+        assert_eq!(a.failure, None);
+        let seen: Vec<&str> = a.transitions.iter().map(|(s, _)| s.as_str()).collect();
+        assert!(seen.contains(&"Queued") && seen.contains(&"Running") && seen.contains(&"Completed"), "{seen:?}");
+        assert!(!seen.contains(&"Canceled"));
+
+        let queued = s
+            .list_jobs(&JobFilter { statuses: vec!["Queued".into()], oldest_first: true, ..Default::default() })
+            .await
+            .unwrap();
+        assert_eq!(queued.iter().map(|j| j.name.as_str()).collect::<Vec<_>>(), ["b"]);
+        let mut b_job = s.get_job("b").await.unwrap().unwrap();
+        b_job.archived = true;
+        s.update_job_meta(&b_job).await.unwrap();
+        let visible = s.list_jobs(&JobFilter { archived: Some(false), ..Default::default() }).await.unwrap();
+        assert_eq!(visible.iter().map(|j| j.name.as_str()).collect::<Vec<_>>(), ["a"], "{}", b.name);
+        let all = s.list_jobs(&JobFilter::default()).await.unwrap();
+        assert_eq!(all.iter().map(|j| j.name.as_str()).collect::<Vec<_>>(), ["b", "a"], "newest first");
+    }
+}
+
+#[tokio::test]
+async fn asset_versions_increment_resolve_latest_and_refuse_changed_content() {
+    for b in backends().await {
+        let s = &b.store;
+        let AssetCreated::New(v1) = s.create_asset("data", "iris", None, "h1", "{}").await.unwrap() else { panic!() };
+        assert_eq!(v1.version, "1", "{}", b.name);
+        let AssetCreated::New(v7) = s.create_asset("data", "iris", Some("7"), "h7", "{}").await.unwrap() else {
+            panic!()
+        };
+        assert_eq!(v7.version, "7");
+        let AssetCreated::New(v8) = s.create_asset("data", "iris", None, "h8", "{}").await.unwrap() else { panic!() };
+        assert_eq!(v8.version, "8");
+        // Created last, though "10" < "8" as a string would say otherwise for latest-by-name.
+        let AssetCreated::New(_) = s.create_asset("data", "iris", Some("abc"), "hx", "{}").await.unwrap() else {
+            panic!()
+        };
+        assert_eq!(s.latest_asset("data", "iris").await.unwrap().unwrap().version, "abc");
+        assert!(matches!(s.create_asset("data", "iris", Some("7"), "h7", "{}").await.unwrap(), AssetCreated::Same(_)));
+        assert!(matches!(
+            s.create_asset("data", "iris", Some("7"), "other", "{}").await.unwrap(),
+            AssetCreated::Conflict(_)
+        ));
+        assert_eq!(s.set_asset_archived("data", "iris", Some("abc"), true).await.unwrap(), 1);
+        assert_eq!(s.latest_asset("data", "iris").await.unwrap().unwrap().version, "8", "archived is not latest");
+        assert!(s.get_asset("data", "iris", "abc").await.unwrap().is_some(), "archived still resolves by version");
+        assert_eq!(s.list_assets("data", Some("iris"), Some(false)).await.unwrap().len(), 3);
+        assert!(s.latest_asset("environment", "iris").await.unwrap().is_none());
+    }
+}

@@ -6,7 +6,7 @@
 //! limits, run naming, page tokens, the latest-metric rule (in the store) and soft deletion.
 
 pub mod error;
-mod names;
+pub mod names;
 pub mod search;
 pub mod validate;
 
@@ -113,6 +113,8 @@ pub struct SearchRequest {
 
 #[derive(Debug, Clone, Default)]
 pub struct NewRun {
+    /// A run id chosen by the caller (a job's name); a random one when `None`.
+    pub run_id: Option<String>,
     pub experiment_id: Option<String>,
     pub user_id: Option<String>,
     pub run_name: Option<String>,
@@ -297,7 +299,7 @@ impl Tracking {
                 name
             }
         };
-        let run_id = uuid::Uuid::new_v4().simple().to_string();
+        let run_id = new.run_id.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
         let info = RunInfo {
             artifact_uri: format!("{}/{run_id}/artifacts", exp.artifact_location),
             run_id,
@@ -309,7 +311,12 @@ impl Tracking {
             end_time: None,
             lifecycle_stage: ACTIVE.into(),
         };
-        self.store.create_run(&info, &tags).await?;
+        self.store.create_run(&info, &tags).await.map_err(|e| match e {
+            kiln_store::StoreError::AlreadyExists(id) => {
+                ServiceError::exists(format!("Run with id={id} already exists"))
+            }
+            e => e.into(),
+        })?;
         // Everything a new run holds was just written; no need to read it back.
         tags.sort_by(|a, b| a.key.cmp(&b.key));
         tags.dedup_by(|later, earlier| {

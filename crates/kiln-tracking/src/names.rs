@@ -21,3 +21,13 @@ pub fn random_run_name() -> String {
     let n = u16::from_le_bytes([bytes[2], bytes[3]]) % 1000;
     format!("{a}-{b}-{n}")
 }
+
+/// A generated job name in Azure ML's style: `adjective_animal_` and ten random characters.
+pub fn random_job_name() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    let a = ADJECTIVES[bytes[0] as usize % ADJECTIVES.len()];
+    let b = ANIMALS[bytes[1] as usize % ANIMALS.len()];
+    let tail: String = bytes[2..12].iter().map(|x| ALPHABET[*x as usize % ALPHABET.len()] as char).collect();
+    format!("{a}_{b}_{tail}")
+}

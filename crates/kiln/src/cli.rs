@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use kiln_client::Client;
 
 use crate::output::{self, Format};
-use crate::up;
+use crate::{jobs, up};
 
 #[derive(Parser, Debug)]
 #[command(name = "kiln", version, about = "Kiln: a machine-learning workspace in one binary")]
@@ -38,10 +38,113 @@ pub enum Command {
     /// Jobs from Azure ML v2 YAML specs.
     #[command(subcommand, alias = "jobs")]
     Job(JobCmd),
+    /// Compute targets jobs run on.
+    #[command(subcommand)]
+    Compute(ComputeCmd),
+    /// Run one job where it is placed (started by a compute backend, not by hand).
+    #[command(hide = true)]
+    Launch { job_dir: PathBuf },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ComputeCmd {
+    /// Create (or replace) a compute target. Azure ML cluster types are accepted and run on
+    /// this machine; `--max-instances` is how many jobs run at once.
+    Create {
+        /// A compute YAML file (`name`, `type`, `max_instances`).
+        #[arg(long, short = 'f')]
+        file: Option<PathBuf>,
+        #[arg(long, short = 'n')]
+        name: Option<String>,
+        /// local (also amlcompute, computeinstance, virtualmachine).
+        #[arg(long = "type", short = 't')]
+        kind: Option<String>,
+        /// How many jobs the target runs at once.
+        #[arg(long, alias = "max-concurrent-jobs")]
+        max_instances: Option<i64>,
+        /// Accepted for Azure ML scripts; not used locally.
+        #[arg(long, hide = true)]
+        min_instances: Option<i64>,
+        #[arg(long, hide = true)]
+        size: Option<String>,
+    },
+    /// List compute targets.
+    List,
+    /// Show a compute target.
+    Show {
+        #[arg(long, short = 'n')]
+        name: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum JobCmd {
+    /// Submit a job spec; `--stream` follows its output until it ends.
+    Create {
+        #[arg(long, short = 'f')]
+        file: PathBuf,
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        set: Vec<String>,
+        #[arg(long, short = 'n')]
+        name: Option<String>,
+        #[arg(long, short = 's')]
+        stream: bool,
+    },
+    /// Show a job.
+    Show {
+        #[arg(long, short = 'n')]
+        name: String,
+    },
+    /// List jobs, newest first.
+    List {
+        #[arg(long, short = 'r', default_value_t = 50)]
+        max_results: i64,
+        /// Every job, however many.
+        #[arg(long)]
+        all_results: bool,
+        #[arg(long, conflicts_with = "archived_only")]
+        include_archived: bool,
+        #[arg(long)]
+        archived_only: bool,
+    },
+    /// Follow a job's output live until it ends.
+    Stream {
+        #[arg(long, short = 'n')]
+        name: String,
+    },
+    /// Cancel a job: its whole process tree is stopped.
+    Cancel {
+        #[arg(long, short = 'n')]
+        name: String,
+    },
+    /// Download a job's outputs: `artifacts` by default, one with --output-name, or --all.
+    Download {
+        #[arg(long, short = 'n')]
+        name: String,
+        #[arg(long, short = 'p', default_value = ".")]
+        download_path: PathBuf,
+        #[arg(long)]
+        output_name: Option<String>,
+        #[arg(long)]
+        all: bool,
+    },
+    /// Change a job's display_name, description, tags or properties.
+    Update {
+        #[arg(long, short = 'n')]
+        name: String,
+        #[arg(long = "set", value_name = "PATH=VALUE", required = true)]
+        set: Vec<String>,
+    },
+    /// Hide a job from `list`.
+    Archive {
+        #[arg(long, short = 'n')]
+        name: String,
+    },
+    /// Bring an archived job back.
+    Restore {
+        #[arg(long, short = 'n')]
+        name: String,
+    },
     /// Check a job spec without running it: errors and warnings name file, line and field.
     Validate {
         /// The job's YAML file.
@@ -73,6 +176,10 @@ pub struct UpArgs {
     /// Artifact store: a folder or `s3://BUCKET/PREFIX` (default: `artifacts/` in the data folder).
     #[arg(long, env = "KILN_ARTIFACTS")]
     pub artifacts: Option<String>,
+    /// Job environments, snapshots and downloads shared by this machine's jobs
+    /// (default: `$XDG_CACHE_HOME/kiln` or `~/.cache/kiln`).
+    #[arg(long, env = "KILN_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -155,6 +262,46 @@ pub async fn run(args: Args) -> Result<()> {
         Command::Runs(RunCmd::Show { run_id }) => output::run(&client.run(&run_id).await?, format),
         Command::Models(ModelCmd::List { filter }) => output::models(&client.models(filter).await?.models, format),
         Command::Models(ModelCmd::Show { name }) => output::model(&client.model(&name).await?, format),
+        Command::Launch { job_dir } => {
+            kiln_launcher::launch(&job_dir).await;
+            Ok(())
+        }
+        Command::Compute(ComputeCmd::Create { file, name, kind, max_instances, .. }) => {
+            jobs::create_compute(&client, file, name, kind, max_instances, format).await
+        }
+        Command::Compute(ComputeCmd::List) => output::computes(&client.computes().await?.computes, format),
+        Command::Compute(ComputeCmd::Show { name }) => output::computes(&[client.compute(&name).await?], format),
+        Command::Job(JobCmd::Create { file, set, name, stream }) => {
+            let job = jobs::create(&client, &file, set, name).await?;
+            output::job(&job, format)?;
+            if stream {
+                jobs::stream(&client, &job.name).await?;
+            }
+            Ok(())
+        }
+        Command::Job(JobCmd::Show { name }) => output::job(&client.job(&name).await?, format),
+        Command::Job(JobCmd::List { max_results, all_results, include_archived, archived_only }) => {
+            let archived = if archived_only {
+                Some("only")
+            } else if include_archived {
+                Some("include")
+            } else {
+                None
+            };
+            let limit = if all_results { None } else { Some(max_results) };
+            output::jobs(&client.jobs(archived, limit).await?.jobs, format)
+        }
+        Command::Job(JobCmd::Stream { name }) => jobs::stream(&client, &name).await.map(|_| ()),
+        Command::Job(JobCmd::Cancel { name }) => output::job(&client.job_action(&name, "cancel").await?, format),
+        Command::Job(JobCmd::Archive { name }) => output::job(&client.job_action(&name, "archive").await?, format),
+        Command::Job(JobCmd::Restore { name }) => output::job(&client.job_action(&name, "restore").await?, format),
+        Command::Job(JobCmd::Update { name, set }) => {
+            let update = jobs::update_from_sets(&set)?;
+            output::job(&client.update_job(&name, &update).await?, format)
+        }
+        Command::Job(JobCmd::Download { name, download_path, output_name, all }) => {
+            jobs::download(&client, &name, &download_path, output_name, all).await
+        }
         Command::Job(JobCmd::Validate { file, mut set, name }) => {
             if let Some(name) = name {
                 set.push(format!("name={name}"));

@@ -1,8 +1,10 @@
 //! `kiln`: the workspace server (`kiln up`) and the client commands that talk to it.
 
 mod cli;
+mod jobs;
 mod output;
 mod up;
+mod upload;
 
 use clap::Parser;
 

@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use clap::ValueEnum;
-use kiln_api::{Experiment, Model, Run};
+use kiln_api::{ComputeTarget, Experiment, Job, Model, Run};
 use serde::Serialize;
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -228,5 +228,84 @@ pub fn validated(
         n => format!(" ({n} warning{})", if n == 1 { "" } else { "s" }),
     };
     println!("{}: a valid command job{warned}", summary.file);
+    Ok(())
+}
+
+pub fn job(j: &Job, format: Format) -> Result<()> {
+    if structured(j, format)? {
+        return Ok(());
+    }
+    let mut rows = vec![
+        ("name", j.name.clone()),
+        ("display_name", j.display_name.clone().unwrap_or_default()),
+        ("status", j.status.clone()),
+        ("experiment", format!("{} (id {})", j.experiment_name, j.experiment_id)),
+        ("compute", j.compute.clone()),
+        ("environment", j.environment.clone()),
+        ("command", j.command.trim().to_string()),
+        ("created", time(Some(j.created_at))),
+    ];
+    if let Some(f) = &j.failure {
+        rows.push(("failure", f.clone()));
+    }
+    for (name, o) in &j.outputs {
+        rows.push(("output", format!("{name}: {}", o.uri)));
+    }
+    for w in &j.warnings {
+        rows.push(("warning", w.clone()));
+    }
+    for (k, v) in &j.tags {
+        rows.push(("tag", format!("{k}={v}")));
+    }
+    for t in &j.transitions {
+        rows.push(("status_at", format!("{} {}", time(Some(t.at)), t.status)));
+    }
+    for (k, v) in rows {
+        println!("{k:<13} {v}");
+    }
+    Ok(())
+}
+
+pub fn jobs(items: &[Job], format: Format) -> Result<()> {
+    if structured(&items, format)? {
+        return Ok(());
+    }
+    table(
+        &["NAME", "DISPLAY NAME", "STATUS", "EXPERIMENT", "COMPUTE", "CREATED"],
+        items
+            .iter()
+            .map(|j| {
+                vec![
+                    j.name.clone(),
+                    j.display_name.clone().unwrap_or_default(),
+                    j.status.clone(),
+                    j.experiment_name.clone(),
+                    j.compute.clone(),
+                    time(Some(j.created_at)),
+                ]
+            })
+            .collect(),
+    );
+    Ok(())
+}
+
+pub fn computes(items: &[ComputeTarget], format: Format) -> Result<()> {
+    if structured(&items, format)? {
+        return Ok(());
+    }
+    table(
+        &["NAME", "TYPE", "MAX CONCURRENT JOBS", "DESCRIPTION"],
+        items
+            .iter()
+            .map(|c| {
+                vec![
+                    c.name.clone(),
+                    c.kind.clone(),
+                    c.max_concurrent_jobs.to_string(),
+                    c.description.clone().unwrap_or_default(),
+                ]
+            })
+            .collect(),
+    );
     Ok(())
 }

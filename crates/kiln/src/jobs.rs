@@ -1,0 +1,257 @@
+//! `kiln job …` and `kiln compute …`: reading specs, uploading what they point at on this
+//! machine, and following jobs.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use kiln_api::{ComputeCreate, Job, JobUpdate};
+use kiln_client::Client;
+use kiln_spec::job::{CondaFile, Environment, JobInput};
+use kiln_spec::{Node, Pos};
+
+use crate::output::{self, Format};
+use crate::upload;
+
+/// A path in a spec that names something on this machine (not a URL, a `cas:` snapshot,
+/// an `azureml:` reference or a `name:version` asset).
+fn local_path(base: &Path, written: &str) -> Option<PathBuf> {
+    if written.contains("://")
+        || written.starts_with("azureml:")
+        || written.starts_with("cas:")
+        || written.starts_with("runs:/")
+    {
+        return None;
+    }
+    let rel = written.strip_prefix("file:").unwrap_or(written);
+    let path = base.join(rel);
+    // `iris:1` / `iris@latest` are assets unless such a file exists.
+    if (rel.contains(':') || rel.contains('@')) && !path.exists() {
+        return None;
+    }
+    Some(path)
+}
+
+fn text(value: &str) -> Node {
+    Node::scalar(value, false, Pos::default())
+}
+
+/// Reads a job spec, uploads its local code, inputs and conda file, and submits it.
+pub async fn create(client: &Client, file: &Path, mut set: Vec<String>, name: Option<String>) -> Result<Job> {
+    if let Some(name) = name {
+        set.push(format!("name={name}"));
+    }
+    let loaded = kiln_spec::load_command_job(file, &set)?;
+    for w in &loaded.warnings {
+        eprintln!("warning: {w}");
+    }
+    let label = file.display().to_string();
+    let source = std::fs::read_to_string(file).with_context(|| format!("cannot read {label}"))?;
+    let mut tree = kiln_spec::parse_with_overrides(&label, &source, &set)?;
+    let base = &loaded.base_dir;
+    let spec = &loaded.spec;
+    let at = |pos: Pos, field: &str, msg: String| anyhow!("{label}:{}:{}: {field}: {msg}", pos.line, pos.col);
+
+    if let Some(code) = &spec.code
+        && let Some(dir) = local_path(base, &code.value)
+    {
+        if !dir.exists() {
+            return Err(at(code.pos, "code", format!("{} does not exist", dir.display())));
+        }
+        let snap = upload::snapshot(client, &dir).await.with_context(|| format!("uploading code {}", dir.display()))?;
+        tree.set_path_node("code", text(&snap.uri)).map_err(|e| anyhow!(e))?;
+    }
+    for (key, input) in &spec.inputs {
+        let JobInput::Data(data) = &input.value else { continue };
+        if data.mode == "direct" {
+            continue;
+        }
+        let Some(path) = local_path(base, &data.path) else { continue };
+        if !path.exists() {
+            return Err(at(input.pos, &format!("inputs.{key}.path"), format!("{} does not exist", path.display())));
+        }
+        if data.data_type == "uri_file" && !path.is_file() {
+            return Err(at(
+                input.pos,
+                &format!("inputs.{key}.path"),
+                format!("{} is not a file (type uri_file)", path.display()),
+            ));
+        }
+        let snap = upload::snapshot(client, &path).await.with_context(|| format!("uploading input {key}"))?;
+        let uri = if path.is_file() {
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            format!("{}/{name}", snap.uri)
+        } else {
+            snap.uri
+        };
+        tree.set_path_node(&format!("inputs.{key}.path"), text(&uri)).map_err(|e| anyhow!(e))?;
+    }
+    if let Environment::Inline(env) = &spec.environment.value
+        && let Some(CondaFile::Path(p)) = &env.conda_file
+    {
+        let path = base.join(p.strip_prefix("file:").unwrap_or(p));
+        let conda_label = path.display().to_string();
+        let conda_text = std::fs::read_to_string(&path).map_err(|e| {
+            at(spec.environment.pos, "environment.conda_file", format!("cannot read {conda_label}: {e}"))
+        })?;
+        let node = match kiln_spec::yaml::parse(&conda_text) {
+            Ok(Some(n)) => n,
+            Ok(None) => bail!("{conda_label}: the conda file is empty"),
+            Err(e) => bail!("{conda_label}:{}:{}: invalid YAML: {}", e.pos.line, e.pos.col, e.message),
+        };
+        if let Err(e) = kiln_spec::conda::python_requirements(&node) {
+            bail!("{conda_label}: {e}");
+        }
+        tree.set_path_node("environment.conda_file", node).map_err(|e| anyhow!(e))?;
+    }
+    if spec.experiment_name.is_none() {
+        // As the Azure ML CLI does: the experiment is named after the spec's folder.
+        let folder =
+            std::fs::canonicalize(base).ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
+        if let Some(folder) = folder.filter(|f| !f.is_empty()) {
+            tree.set_path_node("experiment_name", text(&folder)).map_err(|e| anyhow!(e))?;
+        }
+    }
+    Ok(client.create_job(tree.to_flow(), Some(label)).await?)
+}
+
+/// Follows a job's log live until it ends; an error when it did not complete.
+pub async fn stream(client: &Client, name: &str) -> Result<Job> {
+    eprintln!("RunId: {name}");
+    eprintln!("Streaming user_logs/std_log.txt");
+    eprintln!("===============================");
+    let mut offset = 0u64;
+    let mut out = std::io::stdout();
+    loop {
+        let mut response = client.job_log(name, true, offset).await?;
+        while let Some(chunk) = response.chunk().await.context("reading the job log")? {
+            offset += chunk.len() as u64;
+            out.write_all(&chunk)?;
+            out.flush()?;
+        }
+        let job = client.job(name).await?;
+        let ended = matches!(job.status.as_str(), "Completed" | "Failed" | "Canceled");
+        if ended {
+            // Anything written between the last chunk and the end.
+            let mut rest = client.job_log(name, false, offset).await?;
+            while let Some(chunk) = rest.chunk().await.context("reading the job log")? {
+                out.write_all(&chunk)?;
+            }
+            out.flush()?;
+            eprintln!();
+            eprintln!("Execution Summary");
+            eprintln!("=================");
+            eprintln!("RunId: {name}");
+            eprintln!("Status: {}", job.status);
+            if job.status != "Completed" {
+                let why = job.failure.clone().unwrap_or_default();
+                bail!(
+                    "job {name} {}{}",
+                    job.status.to_lowercase(),
+                    if why.is_empty() { String::new() } else { format!(": {why}") }
+                );
+            }
+            return Ok(job);
+        }
+        // The stream ended early (the server restarted): pick up where it stopped.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// `job download`: the implicit `artifacts` output into `<path>/artifacts`, named outputs into
+/// `<path>/named-outputs/<name>`, as the Azure ML CLI lays them out.
+pub async fn download(client: &Client, name: &str, path: &Path, output: Option<String>, all: bool) -> Result<()> {
+    let job = client.job(name).await?;
+    let names: Vec<String> = match (output, all) {
+        (Some(o), _) => vec![o],
+        (None, true) => job.outputs.keys().cloned().collect(),
+        (None, false) => vec!["artifacts".into()],
+    };
+    for out in names {
+        let files = client.output_files(name, &out).await?;
+        let dest = if out == "artifacts" { path.join("artifacts") } else { path.join("named-outputs").join(&out) };
+        for f in &files.files {
+            let target = dest.join(&f.path);
+            if let Some(parent) = target.parent() {
+                tokio::fs::create_dir_all(parent).await?;
+            }
+            let mut response = client.download(&f.store_path).await?;
+            let mut file =
+                tokio::fs::File::create(&target).await.with_context(|| format!("creating {}", target.display()))?;
+            use tokio::io::AsyncWriteExt;
+            while let Some(chunk) = response.chunk().await? {
+                file.write_all(&chunk).await?;
+            }
+            file.flush().await?;
+        }
+        eprintln!("Downloaded {} file(s) of output '{out}' to {}", files.files.len(), dest.display());
+    }
+    Ok(())
+}
+
+/// `--set tags.k=v`, `--set display_name=…`, `--set description=…`, `--set properties.k=v`.
+pub fn update_from_sets(sets: &[String]) -> Result<JobUpdate> {
+    let mut u = JobUpdate::default();
+    for s in sets {
+        let (path, value) = s.split_once('=').ok_or_else(|| anyhow!("--set '{s}': expected path=value"))?;
+        let value = value.to_string();
+        match path.trim() {
+            "display_name" => u.display_name = Some(value),
+            "description" => u.description = Some(value),
+            p if p.starts_with("tags.") && p.len() > 5 => {
+                u.tags.insert(p[5..].to_string(), value);
+            }
+            p if p.starts_with("properties.") && p.len() > 11 => {
+                u.properties.insert(p[11..].to_string(), value);
+            }
+            p => bail!(
+                "--set {p}: a job's display_name, description, tags.<key> and properties.<key> can change; nothing else"
+            ),
+        }
+    }
+    Ok(u)
+}
+
+/// `kiln compute create`: flags, or a compute YAML file (`name`, `type`, `max_instances`).
+pub async fn create_compute(
+    client: &Client,
+    file: Option<PathBuf>,
+    name: Option<String>,
+    kind: Option<String>,
+    max: Option<i64>,
+    format: Format,
+) -> Result<()> {
+    let mut req = ComputeCreate { name: String::new(), kind: None, max_concurrent_jobs: None, description: None };
+    if let Some(file) = &file {
+        let label = file.display().to_string();
+        let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {label}"))?;
+        let root = kiln_spec::parse_with_overrides(&label, &text, &[])?;
+        let get = |k: &str| {
+            root.get(k).and_then(|n| match &n.kind {
+                kiln_spec::yaml::Kind::Scalar { text, .. } => Some(text.clone()),
+                _ => None,
+            })
+        };
+        req.name = get("name").unwrap_or_default();
+        req.kind = get("type");
+        req.description = get("description");
+        if let Some(m) = get("max_instances") {
+            req.max_concurrent_jobs =
+                Some(m.parse().map_err(|_| anyhow!("{label}: max_instances: expected an integer, found '{m}'"))?);
+        }
+    }
+    if let Some(n) = name {
+        req.name = n;
+    }
+    if kind.is_some() {
+        req.kind = kind;
+    }
+    if max.is_some() {
+        req.max_concurrent_jobs = max;
+    }
+    if req.name.is_empty() {
+        bail!("a compute target needs a name (--name or name: in the file)");
+    }
+    let c = client.create_compute(&req).await?;
+    output::computes(&[c], format)
+}
