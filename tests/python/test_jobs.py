@@ -348,3 +348,64 @@ environment:
     assert second["status"] == "Completed" and "cached" in log2 and "building" not in log2, log2
     prefix = [line for line in log.splitlines() if line.startswith("six ")][0].split()[-1]
     assert prefix in log2, "the second job runs in the same environment"
+
+
+def test_assets_versions_latest_conflicts_and_use_in_jobs(server, tmp_path):
+    write(tmp_path / "iris" / "iris.csv", "a,b\n1,2\n")
+    data_spec = write(tmp_path / "data.yml", "name: iris\ntype: uri_folder\npath: ./iris\ndescription: flowers\n")
+    first = json.loads(kiln(server, "-o", "json", "data", "create", "-f", str(data_spec)).stdout)[0]
+    assert first["version"] == "1" and first["uri"].startswith("cas:")
+    # The same content again under the same version is fine; other content is refused.
+    again = kiln(server, "-o", "json", "data", "create", "-f", str(data_spec), "--set", "version=1")
+    assert again.returncode == 0, again.stderr
+    write(tmp_path / "iris" / "more.csv", "x\n")
+    clash = kiln(server, "data", "create", "-f", str(data_spec), "--set", "version=1")
+    assert clash.returncode != 0 and "already exists with different content" in clash.stderr, clash.stderr
+    second = json.loads(kiln(server, "-o", "json", "data", "create", "-f", str(data_spec)).stdout)[0]
+    assert second["version"] == "2"
+    latest = json.loads(kiln(server, "-o", "json", "data", "show", "-n", "iris").stdout)[0]
+    assert latest["version"] == "2"
+
+    env_dir = tmp_path / "envs"
+    write(env_dir / "conda.yml", "dependencies:\n  - pip:\n    - six==1.16.0\n")
+    env_spec = write(env_dir / "env.yml", "name: tiny-env\nimage: python:3.11-slim\nconda_file: conda.yml\n")
+    env = kiln(server, "-o", "json", "environment", "create", "-f", str(env_spec))
+    assert env.returncode == 0, env.stderr
+    assert json.loads(env.stdout)[0]["requirements"] == ["six==1.16.0"]
+    wrong = write(env_dir / "oops.yml", "name: x\ndependencies:\n  - numpy\n")
+    out = kiln(server, "environment", "create", "-f", str(wrong))
+    assert out.returncode != 0 and "oops.yml:2: dependencies: this is a conda file" in out.stderr, out.stderr
+
+    job_spec = write(
+        tmp_path / "uses.yml",
+        """command: >-
+  ls ${{inputs.old}} && ls ${{inputs.new}} && python -c "import six; print('six ok')"
+  && echo trained > ${{outputs.model}}/weights.txt
+inputs:
+  old:
+    type: uri_folder
+    path: azureml:iris:1
+  new:
+    type: uri_folder
+    path: azureml:iris@latest
+outputs:
+  model:
+    type: custom_model
+    name: iris-model
+environment: azureml:tiny-env@latest
+""",
+    )
+    job = wait_status(server, create(server, job_spec)["name"], timeout=300)
+    log = server.api("GET", f"/api/v1/jobs/{job['name']}/log").text
+    assert job["status"] == "Completed", (job, log)
+    assert log.count("iris.csv") == 2 and "more.csv" in log and "six ok" in log, log
+    # The model output is a version of a registered model, as the MLflow registry shows it.
+    versions = MlflowClient(server.url).search_model_versions("name = 'iris-model'")
+    assert len(versions) == 1 and versions[0].run_id == job["name"]
+    assert versions[0].source.endswith(f"azureml/{job['name']}/model")
+
+    assert kiln(server, "data", "archive", "-n", "iris", "-v", "2").returncode == 0
+    listed = json.loads(kiln(server, "-o", "json", "data", "list", "-n", "iris").stdout)
+    assert [d["version"] for d in listed] == ["1"]
+    assert json.loads(kiln(server, "-o", "json", "data", "show", "-n", "iris").stdout)[0]["version"] == "1"
+    assert json.loads(kiln(server, "-o", "json", "data", "show", "-n", "iris", "-v", "2").stdout)[0]["archived"]

@@ -257,3 +257,73 @@ pub struct Snapshot {
     pub uri: String,
     pub files: usize,
 }
+
+// ---- data and environment assets ---------------------------------------------------------
+
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct DataAsset {
+    pub name: String,
+    pub version: String,
+    #[serde(rename = "type")]
+    pub data_type: String,
+    /// `cas:<snapshot>` (an upload), `blob:<path>` (the artifact store) or a URL.
+    pub uri: String,
+    pub description: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    pub created_at: i64,
+    pub archived: bool,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct DataCreate {
+    pub name: String,
+    pub version: Option<String>,
+    #[serde(rename = "type", default)]
+    pub data_type: Option<String>,
+    /// An uploaded snapshot (`cas:…`), `azureml://datastores/<ds>/paths/<p>` or a URL.
+    pub path: String,
+    pub description: Option<String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct DataPage {
+    pub data: Vec<DataAsset>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct EnvironmentAsset {
+    pub name: String,
+    pub version: String,
+    pub image: Option<String>,
+    /// The pip requirements of its isolated Python environment; none: the host's Python.
+    pub requirements: Option<Vec<String>>,
+    pub python: Option<String>,
+    #[schema(value_type = Object)]
+    pub conda_file: Option<serde_json::Value>,
+    /// The content hash environments are cached by.
+    pub hash: String,
+    pub notes: Vec<String>,
+    pub description: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    pub created_at: i64,
+    pub archived: bool,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct EnvironmentCreate {
+    pub name: String,
+    pub version: Option<String>,
+    pub image: Option<String>,
+    /// The conda file's text.
+    pub conda_file: Option<String>,
+    pub description: Option<String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct EnvironmentPage {
+    pub environments: Vec<EnvironmentAsset>,
+}

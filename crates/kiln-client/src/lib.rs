@@ -230,6 +230,38 @@ impl Client {
     }
 }
 
+impl Client {
+    pub async fn create_data(&self, d: &DataCreate) -> Result<DataAsset> {
+        self.send(reqwest::Method::POST, "/data", Some(d)).await
+    }
+
+    pub async fn create_environment(&self, e: &EnvironmentCreate) -> Result<EnvironmentAsset> {
+        self.send(reqwest::Method::POST, "/environments", Some(e)).await
+    }
+
+    /// `kind` is `data` or `environments`; `version` `latest` or a version.
+    pub async fn asset<T: DeserializeOwned>(&self, kind: &str, name: &str, version: &str) -> Result<T> {
+        self.get(&format!("/{kind}/{}/versions/{}", encode(name), encode(version)), vec![]).await
+    }
+
+    pub async fn assets<T: DeserializeOwned>(
+        &self,
+        kind: &str,
+        name: Option<String>,
+        archived: Option<&str>,
+    ) -> Result<T> {
+        self.get(&format!("/{kind}"), vec![("name", name), ("archived", archived.map(str::to_string))]).await
+    }
+
+    /// `action` is `archive` or `restore`; every version of the name when `version` is `None`.
+    pub async fn asset_action(&self, kind: &str, name: &str, action: &str, version: Option<&str>) -> Result<()> {
+        let q = version.map(|v| format!("?version={}", encode(v))).unwrap_or_default();
+        let _: serde_json::Value =
+            self.send::<(), _>(reqwest::Method::POST, &format!("/{kind}/{}/{action}{q}", encode(name)), None).await?;
+        Ok(())
+    }
+}
+
 fn api_error(status: reqwest::StatusCode, body: &[u8]) -> ClientError {
     match serde_json::from_slice::<ErrorBody>(body) {
         Ok(e) => ClientError::Api { status: status.as_u16(), code: e.error_code, message: e.message },

@@ -8,6 +8,7 @@
 //! an end cannot both win). After a restart, jobs whose launcher still runs are followed
 //! again, and the others are failed with the reason.
 
+mod assets;
 mod environments;
 mod local;
 mod resolve;
@@ -25,6 +26,7 @@ use kiln_tracking::{ServiceError, Tracking};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc, watch};
 
+pub use assets::{DataAsset, EnvironmentAsset, NewData, NewEnvironment};
 pub use environments::{EnvironmentDefinition, curated, curated_names};
 pub use local::Runner;
 pub use status::JobStatus;
@@ -133,6 +135,7 @@ pub struct Orchestrator {
 
 struct Inner {
     tracking: Tracking,
+    registry: kiln_registry::Registry,
     blobs: ArtifactStore,
     config: OrchestratorConfig,
     backend: LocalBackend,
@@ -154,6 +157,7 @@ impl Orchestrator {
         let backend = LocalBackend { exe: config.exe.clone() };
         Orchestrator {
             inner: Arc::new(Inner {
+                registry: kiln_registry::Registry::new(tracking.clone()),
                 tracking,
                 blobs,
                 config,
@@ -610,9 +614,10 @@ impl Orchestrator {
         Ok(())
     }
 
-    /// Registers outputs that carry an asset name (not built yet: see the README status).
-    async fn register_outputs(&self, _name: &str) -> Result<()> {
-        Ok(())
+    /// Registers the outputs that carry an asset name.
+    async fn register_outputs(&self, name: &str) -> Result<()> {
+        let job = self.get(name).await?;
+        self.register_job_outputs(name, &job.outputs).await
     }
 
     async fn mirror_run_status(&self, name: &str, status: &str) {

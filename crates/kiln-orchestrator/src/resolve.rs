@@ -220,6 +220,9 @@ impl Resolver<'_> {
             let joined = if sub.is_empty() { base.as_str().to_string() } else { format!("{}/{sub}", base.as_str()) };
             return Ok(data(format!("blob:{joined}")));
         }
+        if let Some(asset) = self.orchestrator.data_reference(path).await? {
+            return Ok(data(asset.uri));
+        }
         Err(invalid(
             self.source,
             &format!("{field}.path"),
@@ -317,7 +320,7 @@ impl Resolver<'_> {
 
 /// `azureml://datastores/<any>/paths/<p>` → `<p>`: every datastore is the workspace's
 /// artifact store here.
-fn datastore_path(uri: &str) -> Option<String> {
+pub(crate) fn datastore_path(uri: &str) -> Option<String> {
     let rest = uri.strip_prefix("azureml://datastores/")?;
     let (_datastore, rest) = rest.split_once('/')?;
     let path = rest.strip_prefix("paths/")?;

@@ -5,6 +5,7 @@
 //! OpenAPI document). Every request passes one identity layer first.
 
 mod artifacts;
+mod assets;
 mod error;
 mod fields;
 mod jobs;
@@ -141,7 +142,7 @@ pub fn router(state: Shared) -> Router {
         .nest("/ajax-api/3.0/mlflow", v3)
         .nest("/api/2.0/mlflow-artifacts", proxy.clone())
         .nest("/ajax-api/2.0/mlflow-artifacts", proxy)
-        .nest("/api/v1", native::routes().merge(jobs::routes()))
+        .nest("/api/v1", native::routes().merge(jobs::routes()).merge(assets::routes()))
         // JSON bodies are read whole; artifacts stream and are not limited by this.
         .layer(DefaultBodyLimit::max(64 * 1024 * 1024));
     Router::new()

@@ -144,6 +144,7 @@ async fn health() -> Json<Health> {
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     let mut doc = ApiDoc::openapi();
     doc.merge(crate::jobs::JobsDoc::openapi());
+    doc.merge(crate::assets::AssetsDoc::openapi());
     Json(doc)
 }
 

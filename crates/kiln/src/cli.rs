@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use kiln_client::Client;
 
 use crate::output::{self, Format};
-use crate::{jobs, up};
+use crate::{assets, jobs, up};
 
 #[derive(Parser, Debug)]
 #[command(name = "kiln", version, about = "Kiln: a machine-learning workspace in one binary")]
@@ -41,9 +41,94 @@ pub enum Command {
     /// Compute targets jobs run on.
     #[command(subcommand)]
     Compute(ComputeCmd),
+    /// Data assets (versioned).
+    #[command(subcommand)]
+    Data(AssetCmd<DataCreateArgs>),
+    /// Environment assets (versioned).
+    #[command(subcommand, alias = "env")]
+    Environment(AssetCmd<EnvironmentCreateArgs>),
     /// Run one job where it is placed (started by a compute backend, not by hand).
     #[command(hide = true)]
     Launch { job_dir: PathBuf },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AssetCmd<C: clap::Args> {
+    /// Register a version (the next integer unless --version or version: says otherwise).
+    Create(C),
+    /// Show one version (the latest unless -v).
+    Show {
+        #[arg(long, short = 'n')]
+        name: String,
+        #[arg(long, short = 'v')]
+        version: Option<String>,
+        /// The latest version (the default).
+        #[arg(long, short = 'l')]
+        label: Option<String>,
+    },
+    /// List versions (of one name with -n).
+    List {
+        #[arg(long, short = 'n')]
+        name: Option<String>,
+        #[arg(long, conflicts_with = "archived_only")]
+        include_archived: bool,
+        #[arg(long)]
+        archived_only: bool,
+    },
+    /// Hide a version (or every version) from lists and @latest; it can still be used by version.
+    Archive {
+        #[arg(long, short = 'n')]
+        name: String,
+        #[arg(long, short = 'v')]
+        version: Option<String>,
+    },
+    /// Undo archive.
+    Restore {
+        #[arg(long, short = 'n')]
+        name: String,
+        #[arg(long, short = 'v')]
+        version: Option<String>,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DataCreateArgs {
+    /// A data asset YAML file (name, version, type, path, description, tags).
+    #[arg(long, short = 'f')]
+    pub file: Option<PathBuf>,
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    pub set: Vec<String>,
+    #[arg(long, short = 'n')]
+    pub name: Option<String>,
+    #[arg(long, short = 'v')]
+    pub version: Option<String>,
+    /// A local file or folder (uploaded), a URL, or azureml://datastores/<ds>/paths/<p>.
+    #[arg(long, short = 'p')]
+    pub path: Option<String>,
+    /// uri_file, uri_folder (default) or mltable.
+    #[arg(long = "type", short = 't')]
+    pub data_type: Option<String>,
+    #[arg(long, short = 'd')]
+    pub description: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct EnvironmentCreateArgs {
+    /// An environment YAML file (name, version, image, conda_file, description, tags).
+    #[arg(long, short = 'f')]
+    pub file: Option<PathBuf>,
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    pub set: Vec<String>,
+    #[arg(long, short = 'n')]
+    pub name: Option<String>,
+    #[arg(long, short = 'v')]
+    pub version: Option<String>,
+    #[arg(long, short = 'i')]
+    pub image: Option<String>,
+    #[arg(long)]
+    pub conda_file: Option<PathBuf>,
+    #[arg(long, short = 'd')]
+    pub description: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -262,6 +347,8 @@ pub async fn run(args: Args) -> Result<()> {
         Command::Runs(RunCmd::Show { run_id }) => output::run(&client.run(&run_id).await?, format),
         Command::Models(ModelCmd::List { filter }) => output::models(&client.models(filter).await?.models, format),
         Command::Models(ModelCmd::Show { name }) => output::model(&client.model(&name).await?, format),
+        Command::Data(cmd) => data(&client, cmd, format).await,
+        Command::Environment(cmd) => environment(&client, cmd, format).await,
         Command::Launch { job_dir } => {
             kiln_launcher::launch(&job_dir).await;
             Ok(())
@@ -311,6 +398,80 @@ pub async fn run(args: Args) -> Result<()> {
                 eprintln!("warning: {w}");
             }
             output::validated(&file, &loaded, format)
+        }
+    }
+}
+
+fn archived_flag(include_archived: bool, archived_only: bool) -> Option<&'static str> {
+    if archived_only {
+        Some("only")
+    } else if include_archived {
+        Some("include")
+    } else {
+        None
+    }
+}
+
+async fn data(client: &Client, cmd: AssetCmd<DataCreateArgs>, format: Format) -> Result<()> {
+    match cmd {
+        AssetCmd::Create(a) => {
+            let args = assets::DataArgs {
+                file: a.file,
+                set: a.set,
+                name: a.name,
+                version: a.version,
+                path: a.path,
+                data_type: a.data_type,
+                description: a.description,
+            };
+            output::data(&[assets::create_data(client, args).await?], format)
+        }
+        AssetCmd::Show { name, version, label } => {
+            let v = version.or(label).unwrap_or_else(|| "latest".into());
+            output::data(&[client.asset("data", &name, &v).await?], format)
+        }
+        AssetCmd::List { name, include_archived, archived_only } => {
+            let page: kiln_api::DataPage =
+                client.assets("data", name, archived_flag(include_archived, archived_only)).await?;
+            output::data(&page.data, format)
+        }
+        AssetCmd::Archive { name, version } => {
+            Ok(client.asset_action("data", &name, "archive", version.as_deref()).await?)
+        }
+        AssetCmd::Restore { name, version } => {
+            Ok(client.asset_action("data", &name, "restore", version.as_deref()).await?)
+        }
+    }
+}
+
+async fn environment(client: &Client, cmd: AssetCmd<EnvironmentCreateArgs>, format: Format) -> Result<()> {
+    match cmd {
+        AssetCmd::Create(a) => {
+            let args = assets::EnvironmentArgs {
+                file: a.file,
+                set: a.set,
+                name: a.name,
+                version: a.version,
+                image: a.image,
+                conda_file: a.conda_file,
+                description: a.description,
+            };
+            output::environments(&[assets::create_environment(client, args).await?], format)
+        }
+        AssetCmd::Show { name, version, label } => {
+            let v = version.or(label).unwrap_or_else(|| "latest".into());
+            output::environments(&[client.asset("environments", &name, &v).await?], format)
+        }
+        AssetCmd::List { name, include_archived, archived_only } => {
+            let page: kiln_api::EnvironmentPage =
+                client.assets("environments", name, archived_flag(include_archived, archived_only)).await?;
+            output::environments(&page.environments, format)
+        }
+        AssetCmd::Archive { name, version } => {
+            Ok(client.asset_action("environments", &name, "archive", version.as_deref()).await?)
+        }
+        AssetCmd::Restore { name, version } => {
+            Ok(client.asset_action("environments", &name, "restore", version.as_deref()).await?)
         }
     }
 }

@@ -1,5 +1,6 @@
 //! `kiln`: the workspace server (`kiln up`) and the client commands that talk to it.
 
+mod assets;
 mod cli;
 mod jobs;
 mod output;

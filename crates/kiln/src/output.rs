@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use clap::ValueEnum;
-use kiln_api::{ComputeTarget, Experiment, Job, Model, Run};
+use kiln_api::{ComputeTarget, DataAsset, EnvironmentAsset, Experiment, Job, Model, Run};
 use serde::Serialize;
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -303,6 +303,52 @@ pub fn computes(items: &[ComputeTarget], format: Format) -> Result<()> {
                     c.kind.clone(),
                     c.max_concurrent_jobs.to_string(),
                     c.description.clone().unwrap_or_default(),
+                ]
+            })
+            .collect(),
+    );
+    Ok(())
+}
+
+pub fn data(items: &[DataAsset], format: Format) -> Result<()> {
+    if structured(&items, format)? {
+        return Ok(());
+    }
+    table(
+        &["NAME", "VERSION", "TYPE", "URI", "CREATED", "ARCHIVED"],
+        items
+            .iter()
+            .map(|d| {
+                vec![
+                    d.name.clone(),
+                    d.version.clone(),
+                    d.data_type.clone(),
+                    d.uri.clone(),
+                    time(Some(d.created_at)),
+                    if d.archived { "yes".into() } else { String::new() },
+                ]
+            })
+            .collect(),
+    );
+    Ok(())
+}
+
+pub fn environments(items: &[EnvironmentAsset], format: Format) -> Result<()> {
+    if structured(&items, format)? {
+        return Ok(());
+    }
+    table(
+        &["NAME", "VERSION", "IMAGE", "PACKAGES", "CREATED", "ARCHIVED"],
+        items
+            .iter()
+            .map(|e| {
+                vec![
+                    e.name.clone(),
+                    e.version.clone(),
+                    e.image.clone().unwrap_or_default(),
+                    e.requirements.as_ref().map(|r| r.join(" ")).unwrap_or_else(|| "(host Python)".into()),
+                    time(Some(e.created_at)),
+                    if e.archived { "yes".into() } else { String::new() },
                 ]
             })
             .collect(),
