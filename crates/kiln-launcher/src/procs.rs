@@ -392,3 +392,36 @@ fn descendants(root: i32) -> Vec<i32> {
     found.remove(0);
     found
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_failure_reason_is_the_last_error_line() {
+        let mut l = LastLines::default();
+        l.observe(b"Traceback (most recent call last):\n  File \"x.py\", line 1\nKeyError: 'MLFLOW_RUN_ID'\n");
+        l.observe(b"View run at http://x\n");
+        assert_eq!(l.reason().as_deref(), Some("KeyError: 'MLFLOW_RUN_ID'"));
+        let mut plain = LastLines::default();
+        plain.observe(b"step 1\nstep 2\n");
+        assert_eq!(plain.reason().as_deref(), Some("step 2"));
+        assert!(names_an_error("torch.distributed.DistBackendError: NCCL failed"));
+    }
+
+    #[test]
+    fn pytorch_ranks_get_their_rendezvous_variables() {
+        let env: std::collections::HashMap<String, String> =
+            rank_env(ProcessPlan::PyTorch { instance_count: 2, per_instance: 2 }, 3, 29400).into_iter().collect();
+        assert_eq!(env["WORLD_SIZE"], "4");
+        assert_eq!(env["RANK"], "3");
+        assert_eq!(env["LOCAL_RANK"], "1");
+        assert_eq!(env["NODE_RANK"], "1");
+        assert_eq!(env["MASTER_PORT"], "29400");
+        let tf: std::collections::HashMap<String, String> =
+            rank_env(ProcessPlan::TensorFlow { workers: 2 }, 1, 5000).into_iter().collect();
+        let config: serde_json::Value = serde_json::from_str(&tf["TF_CONFIG"]).unwrap();
+        assert_eq!(config["task"]["index"], 1);
+        assert_eq!(config["cluster"]["worker"][1], "127.0.0.1:5001");
+    }
+}

@@ -458,7 +458,7 @@ async fn asset_versions_increment_resolve_latest_and_refuse_changed_content() {
         assert_eq!(v7.version, "7");
         let AssetCreated::New(v8) = s.create_asset("data", "iris", None, "h8", "{}").await.unwrap() else { panic!() };
         assert_eq!(v8.version, "8");
-        // Created last, though "10" < "8" as a string would say otherwise for latest-by-name.
+        // Created last: @latest follows creation order, not the version's text.
         let AssetCreated::New(_) = s.create_asset("data", "iris", Some("abc"), "hx", "{}").await.unwrap() else {
             panic!()
         };
