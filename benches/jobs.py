@@ -158,6 +158,8 @@ def main():
         kiln_submit_to_running(url, 2)  # warm-up
         lat = kiln_submit_to_running(url, n_latency)
         thr = kiln_throughput(url, n_jobs)
+        # The very first environment also installs uv from PyPI into the cache (once per machine).
+        first = kiln_env_build(url, ["six==1.16.0"])
         cold = kiln_env_build(url, packages)
         warm = kiln_env_build(url, packages)
     finally:
@@ -184,6 +186,7 @@ def main():
     row(f"no-op jobs/s ({n_jobs} kiln, {n_peer} mlflow)", thr, peer_thr, "job/s", higher_is_better=True)
     row("environment build, cold", cold, peer_cold, "s")
     row("environment build, warm (second job)", warm, peer_warm, "s")
+    print(f"(kiln's first environment ever, installing uv from PyPI too: {first:.3f} s)")
     print(f"target: submit to running <= 0.100 s: {'met' if statistics.median(lat) <= 0.1 else 'NOT met'}")
     shutil.rmtree(tmp, ignore_errors=True)
 
