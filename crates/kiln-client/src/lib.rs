@@ -39,19 +39,28 @@ impl Client {
             url.push('?');
             url.push_str(&url::form_urlencoded::Serializer::new(String::new()).extend_pairs(&query).finish());
         }
-        let response = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|source| ClientError::Unreachable { url: self.base.clone(), source })?;
-        let status = response.status();
-        let body =
-            response.bytes().await.map_err(|source| ClientError::Unreachable { url: self.base.clone(), source })?;
-        if !status.is_success() {
-            return Err(api_error(status, &body));
+        self.json(url.clone(), self.http.get(&url)).await
+    }
+
+    /// The answer to a request, or the error it stands for (an unreachable server, or the
+    /// API's error body).
+    async fn answer(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        let response =
+            req.send().await.map_err(|source| ClientError::Unreachable { url: self.base.clone(), source })?;
+        if response.status().is_success() {
+            return Ok(response);
         }
-        serde_json::from_slice(&body).map_err(|e| ClientError::Protocol { url, detail: e.to_string() })
+        let status = response.status();
+        let body = response.bytes().await.unwrap_or_default();
+        Err(api_error(status, &body))
+    }
+
+    /// Sends a request and reads its JSON answer.
+    async fn json<T: DeserializeOwned>(&self, url: String, req: reqwest::RequestBuilder) -> Result<T> {
+        let response = self.answer(req).await?;
+        let bytes =
+            response.bytes().await.map_err(|source| ClientError::Unreachable { url: self.base.clone(), source })?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol { url, detail: e.to_string() })
     }
 
     /// Sends a JSON body (or none) and reads a JSON answer.
@@ -66,15 +75,7 @@ impl Client {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let response =
-            req.send().await.map_err(|source| ClientError::Unreachable { url: self.base.clone(), source })?;
-        let status = response.status();
-        let bytes =
-            response.bytes().await.map_err(|source| ClientError::Unreachable { url: self.base.clone(), source })?;
-        if !status.is_success() {
-            return Err(api_error(status, &bytes));
-        }
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol { url, detail: e.to_string() })
+        self.json(url, req).await
     }
 
     pub async fn health(&self) -> Result<Health> {
@@ -152,18 +153,7 @@ impl Client {
     /// The job's log from `offset`; with `follow`, a live stream until the job ends.
     pub async fn job_log(&self, name: &str, follow: bool, offset: u64) -> Result<reqwest::Response> {
         let url = format!("{}/api/v1/jobs/{}/log?follow={follow}&offset={offset}", self.base, encode(name));
-        let response = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|source| ClientError::Unreachable { url: self.base.clone(), source })?;
-        if !response.status().is_success() {
-            let status = response.status();
-            let body = response.bytes().await.unwrap_or_default();
-            return Err(api_error(status, &body));
-        }
-        Ok(response)
+        self.answer(self.http.get(&url)).await
     }
 
     pub async fn output_files(&self, name: &str, output: &str) -> Result<OutputFiles> {
@@ -174,18 +164,7 @@ impl Client {
     pub async fn download(&self, store_path: &str) -> Result<reqwest::Response> {
         let path: Vec<String> = store_path.split('/').map(encode).collect();
         let url = format!("{}/api/2.0/mlflow-artifacts/artifacts/{}", self.base, path.join("/"));
-        let response = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|source| ClientError::Unreachable { url: self.base.clone(), source })?;
-        if !response.status().is_success() {
-            let status = response.status();
-            let body = response.bytes().await.unwrap_or_default();
-            return Err(api_error(status, &body));
-        }
-        Ok(response)
+        self.answer(self.http.get(&url)).await
     }
 
     pub async fn computes(&self) -> Result<ComputePage> {
@@ -210,18 +189,7 @@ impl Client {
         let f =
             tokio::fs::File::open(file).await.map_err(|e| ClientError::Local(format!("{}: {e}", file.display())))?;
         let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(f));
-        let response = self
-            .http
-            .put(&url)
-            .body(body)
-            .send()
-            .await
-            .map_err(|source| ClientError::Unreachable { url: self.base.clone(), source })?;
-        if !response.status().is_success() {
-            let status = response.status();
-            let body = response.bytes().await.unwrap_or_default();
-            return Err(api_error(status, &body));
-        }
+        self.answer(self.http.put(&url).body(body)).await?;
         Ok(())
     }
 

@@ -153,16 +153,26 @@ fn environment_view(r: AssetRecord) -> Result<EnvironmentAsset> {
 }
 
 impl Orchestrator {
+    /// Whether the snapshot a `cas:` URI (`rest` after the scheme) names was uploaded; the
+    /// inner error says what is wrong, for the caller to place.
+    pub(crate) async fn check_snapshot(&self, uri: &str, rest: &str) -> Result<std::result::Result<(), String>> {
+        let id = rest.split('/').next().unwrap_or(rest);
+        let Ok(manifest) = kiln_blobs::snapshot::manifest_path(id) else {
+            return Ok(Err(format!("'{uri}' is not a snapshot id")));
+        };
+        if self.inner.blobs.size(&manifest).await?.is_none() {
+            return Ok(Err(format!("snapshot {id} was never uploaded")));
+        }
+        Ok(Ok(()))
+    }
+
     /// A data URI the workspace can read: an uploaded snapshot, a datastore path, a URL.
     pub(crate) async fn data_uri(&self, path: &str) -> Result<String> {
         if let Some(rest) = path.strip_prefix("cas:") {
-            let id = rest.split('/').next().unwrap_or(rest);
-            let manifest = kiln_blobs::snapshot::manifest_path(id)
-                .map_err(|_| ServiceError::invalid(format!("path: '{path}' is not a snapshot id")))?;
-            if self.inner.blobs.size(&manifest).await?.is_none() {
-                return Err(ServiceError::invalid(format!("path: snapshot {id} was never uploaded")));
-            }
-            return Ok(path.to_string());
+            return match self.check_snapshot(path, rest).await? {
+                Ok(()) => Ok(path.to_string()),
+                Err(why) => Err(ServiceError::invalid(format!("path: {why}"))),
+            };
         }
         if path.starts_with("blob:") || path.starts_with("http://") || path.starts_with("https://") {
             return Ok(path.to_string());

@@ -329,12 +329,11 @@ impl Orchestrator {
     // ---- reading -----------------------------------------------------------------------
 
     pub async fn get(&self, name: &str) -> Result<Job> {
-        let record = self
-            .store()
-            .get_job(name)
-            .await?
-            .ok_or_else(|| ServiceError::not_found(format!("job '{name}' does not exist")))?;
-        Ok(view(record))
+        Ok(view(self.record(name).await?))
+    }
+
+    async fn record(&self, name: &str) -> Result<JobRecord> {
+        self.store().get_job(name).await?.ok_or_else(|| ServiceError::not_found(format!("job '{name}' does not exist")))
     }
 
     pub async fn list(&self, q: &ListJobs) -> Result<Vec<Job>> {
@@ -407,11 +406,7 @@ impl Orchestrator {
     }
 
     pub async fn update(&self, name: &str, update: JobUpdate) -> Result<Job> {
-        let mut record = self
-            .store()
-            .get_job(name)
-            .await?
-            .ok_or_else(|| ServiceError::not_found(format!("job '{name}' does not exist")))?;
+        let mut record = self.record(name).await?;
         if let Some(d) = update.display_name {
             record.display_name = Some(d);
         }
@@ -432,11 +427,7 @@ impl Orchestrator {
     }
 
     pub async fn set_archived(&self, name: &str, archived: bool) -> Result<Job> {
-        let mut record = self
-            .store()
-            .get_job(name)
-            .await?
-            .ok_or_else(|| ServiceError::not_found(format!("job '{name}' does not exist")))?;
+        let mut record = self.record(name).await?;
         record.archived = archived;
         self.store().update_job_meta(&record).await?;
         self.get(name).await

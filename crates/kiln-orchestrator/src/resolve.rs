@@ -184,13 +184,10 @@ impl Resolver<'_> {
                 format!("'{uri}' is a local path: upload it first (`kiln job create` does) and pass its cas: URI"),
             ));
         };
-        let id = rest.split('/').next().unwrap_or(rest);
-        let manifest = kiln_blobs::snapshot::manifest_path(id)
-            .map_err(|_| invalid(self.source, field, format!("'{uri}' is not a snapshot id")))?;
-        if self.orchestrator.inner.blobs.size(&manifest).await?.is_none() {
-            return Err(invalid(self.source, field, format!("snapshot {id} was never uploaded")));
+        match self.orchestrator.check_snapshot(uri, rest).await? {
+            Ok(()) => Ok(uri.to_string()),
+            Err(why) => Err(invalid(self.source, field, why)),
         }
-        Ok(uri.to_string())
     }
 
     async fn data_input(&self, d: &DataInput, field: &str) -> Result<InputPlan> {

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::Shared;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, body, query};
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
@@ -41,10 +41,6 @@ pub fn routes() -> Router<Shared> {
         .route("/environments/{name}/restore", post(restore_environment))
 }
 
-fn body<T>(b: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
-    b.map(|Json(t)| t).map_err(|e| ApiError::invalid(e.body_text()))
-}
-
 #[derive(Deserialize, IntoParams)]
 struct AssetListQuery {
     /// Only this name's versions.
@@ -66,6 +62,18 @@ fn archived(q: Option<&str>) -> ApiResult<Option<bool>> {
         Some("only") => Ok(Some(true)),
         Some(other) => Err(ApiError::invalid(format!("archived: '{other}': use exclude, include or only"))),
     }
+}
+
+async fn set_archived(
+    s: &Shared,
+    kind: &str,
+    name: &str,
+    q: Result<Query<VersionQuery>, QueryRejection>,
+    archived: bool,
+) -> ApiResult<Json<serde_json::Value>> {
+    let q = query(q)?;
+    s.orchestrator.set_asset_archived(kind, name, q.version.as_deref(), archived).await?;
+    Ok(Json(serde_json::json!({})))
 }
 
 fn data(d: kiln_orchestrator::DataAsset) -> DataAsset {
@@ -123,7 +131,7 @@ async fn list_data(
     State(s): State<Shared>,
     q: Result<Query<AssetListQuery>, QueryRejection>,
 ) -> ApiResult<Json<DataPage>> {
-    let q = q.map(|Query(q)| q).map_err(|e| ApiError::invalid(e.body_text()))?;
+    let q = query(q)?;
     let items = s.orchestrator.list_data(q.name.as_deref(), archived(q.archived.as_deref())?).await?;
     Ok(Json(DataPage { data: items.into_iter().map(data).collect() }))
 }
@@ -144,9 +152,7 @@ async fn archive_data(
     Path(name): Path<String>,
     q: Result<Query<VersionQuery>, QueryRejection>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let q = q.map(|Query(q)| q).map_err(|e| ApiError::invalid(e.body_text()))?;
-    s.orchestrator.set_asset_archived("data", &name, q.version.as_deref(), true).await?;
-    Ok(Json(serde_json::json!({})))
+    set_archived(&s, "data", &name, q, true).await
 }
 
 #[utoipa::path(post, path = "/api/v1/data/{name}/restore", params(VersionQuery), responses((status = 200), (status = 404, body = ErrorBody)))]
@@ -155,9 +161,7 @@ async fn restore_data(
     Path(name): Path<String>,
     q: Result<Query<VersionQuery>, QueryRejection>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let q = q.map(|Query(q)| q).map_err(|e| ApiError::invalid(e.body_text()))?;
-    s.orchestrator.set_asset_archived("data", &name, q.version.as_deref(), false).await?;
-    Ok(Json(serde_json::json!({})))
+    set_archived(&s, "data", &name, q, false).await
 }
 
 #[utoipa::path(post, path = "/api/v1/environments", request_body = EnvironmentCreate,
@@ -183,7 +187,7 @@ async fn list_environments(
     State(s): State<Shared>,
     q: Result<Query<AssetListQuery>, QueryRejection>,
 ) -> ApiResult<Json<EnvironmentPage>> {
-    let q = q.map(|Query(q)| q).map_err(|e| ApiError::invalid(e.body_text()))?;
+    let q = query(q)?;
     let items = s.orchestrator.list_environments(q.name.as_deref(), archived(q.archived.as_deref())?).await?;
     Ok(Json(EnvironmentPage { environments: items.into_iter().map(environment).collect() }))
 }
@@ -203,9 +207,7 @@ async fn archive_environment(
     Path(name): Path<String>,
     q: Result<Query<VersionQuery>, QueryRejection>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let q = q.map(|Query(q)| q).map_err(|e| ApiError::invalid(e.body_text()))?;
-    s.orchestrator.set_asset_archived("environment", &name, q.version.as_deref(), true).await?;
-    Ok(Json(serde_json::json!({})))
+    set_archived(&s, "environment", &name, q, true).await
 }
 
 #[utoipa::path(post, path = "/api/v1/environments/{name}/restore", params(VersionQuery), responses((status = 200), (status = 404, body = ErrorBody)))]
@@ -214,7 +216,5 @@ async fn restore_environment(
     Path(name): Path<String>,
     q: Result<Query<VersionQuery>, QueryRejection>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let q = q.map(|Query(q)| q).map_err(|e| ApiError::invalid(e.body_text()))?;
-    s.orchestrator.set_asset_archived("environment", &name, q.version.as_deref(), false).await?;
-    Ok(Json(serde_json::json!({})))
+    set_archived(&s, "environment", &name, q, false).await
 }

@@ -55,3 +55,13 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// A native-API query string, or a 400 saying what is wrong with it.
+pub(crate) fn query<T>(q: Result<axum::extract::Query<T>, axum::extract::rejection::QueryRejection>) -> ApiResult<T> {
+    q.map(|axum::extract::Query(t)| t).map_err(|e| ApiError::invalid(e.body_text()))
+}
+
+/// A native-API JSON body, or a 400 saying what is wrong with it.
+pub(crate) fn body<T>(b: Result<axum::Json<T>, axum::extract::rejection::JsonRejection>) -> ApiResult<T> {
+    b.map(|axum::Json(t)| t).map_err(|e| ApiError::invalid(e.body_text()))
+}

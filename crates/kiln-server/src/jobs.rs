@@ -18,7 +18,7 @@ use sha2::Digest;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use utoipa::IntoParams;
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, body, query};
 use crate::{Identity, Shared};
 
 #[derive(utoipa::OpenApi)]
@@ -75,10 +75,6 @@ pub fn routes() -> Router<Shared> {
         .route("/blobs/missing", post(missing_blobs))
         .route("/blobs/{digest}", put(put_blob))
         .route("/snapshots", post(create_snapshot))
-}
-
-fn body<T>(b: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
-    b.map(|Json(t)| t).map_err(|e| ApiError::invalid(e.body_text()))
 }
 
 pub(crate) fn job(j: kiln_orchestrator::Job) -> Job {
@@ -145,7 +141,7 @@ async fn list_jobs(
     State(s): State<Shared>,
     q: Result<Query<JobListQuery>, QueryRejection>,
 ) -> ApiResult<Json<JobPage>> {
-    let q = q.map(|Query(q)| q).map_err(|e| ApiError::invalid(e.body_text()))?;
+    let q = query(q)?;
     let archived_only = match q.archived.as_deref() {
         None | Some("") | Some("exclude") => None,
         Some("include") => Some(false),
@@ -216,7 +212,7 @@ async fn job_log(
     Path(name): Path<String>,
     q: Result<Query<LogQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
-    let q = q.map(|Query(q)| q).map_err(|e| ApiError::invalid(e.body_text()))?;
+    let q = query(q)?;
     s.orchestrator.get(&name).await?; // 404 for an unknown job
     let follower = LogFollower {
         state: s.clone(),

@@ -15,7 +15,7 @@ use utoipa::{IntoParams, OpenApi};
 use kiln_tracking::{SearchRequest, ViewType};
 
 use crate::Shared;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, query};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -111,10 +111,6 @@ fn model(m: &kiln_registry::Model, versions: Vec<ModelVersion>) -> Model {
         aliases: m.aliases.iter().cloned().collect(),
         versions,
     }
-}
-
-fn query<T>(q: Result<Query<T>, QueryRejection>) -> ApiResult<T> {
-    q.map(|Query(t)| t).map_err(|e| ApiError::invalid(e.body_text()))
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -9,6 +9,7 @@ use kiln_api::{DataCreate, EnvironmentCreate};
 use kiln_client::Client;
 use kiln_spec::read::{MapReader, Source};
 
+use crate::cli::{DataCreateArgs, EnvironmentCreateArgs};
 use crate::upload;
 
 /// The fields of an asset file, read with file/line/field errors.
@@ -59,17 +60,7 @@ async fn upload_if_local(client: &Client, base: &Path, path: &str) -> Result<Str
     })
 }
 
-pub struct DataArgs {
-    pub file: Option<PathBuf>,
-    pub set: Vec<String>,
-    pub name: Option<String>,
-    pub version: Option<String>,
-    pub path: Option<String>,
-    pub data_type: Option<String>,
-    pub description: Option<String>,
-}
-
-pub async fn create_data(client: &Client, a: DataArgs) -> Result<kiln_api::DataAsset> {
+pub async fn create_data(client: &Client, a: DataCreateArgs) -> Result<kiln_api::DataAsset> {
     let mut req = DataCreate {
         name: String::new(),
         version: None,
@@ -115,17 +106,7 @@ pub async fn create_data(client: &Client, a: DataArgs) -> Result<kiln_api::DataA
     Ok(client.create_data(&req).await?)
 }
 
-pub struct EnvironmentArgs {
-    pub file: Option<PathBuf>,
-    pub set: Vec<String>,
-    pub name: Option<String>,
-    pub version: Option<String>,
-    pub image: Option<String>,
-    pub conda_file: Option<PathBuf>,
-    pub description: Option<String>,
-}
-
-pub async fn create_environment(client: &Client, a: EnvironmentArgs) -> Result<kiln_api::EnvironmentAsset> {
+pub async fn create_environment(client: &Client, a: EnvironmentCreateArgs) -> Result<kiln_api::EnvironmentAsset> {
     let mut req = EnvironmentCreate {
         name: String::new(),
         version: None,

@@ -368,13 +368,7 @@ pub async fn run(args: Args) -> Result<()> {
         }
         Command::Job(JobCmd::Show { name }) => output::job(&client.job(&name).await?, format),
         Command::Job(JobCmd::List { max_results, all_results, include_archived, archived_only }) => {
-            let archived = if archived_only {
-                Some("only")
-            } else if include_archived {
-                Some("include")
-            } else {
-                None
-            };
+            let archived = archived_flag(include_archived, archived_only);
             let limit = if all_results { None } else { Some(max_results) };
             output::jobs(&client.jobs(archived, limit).await?.jobs, format)
         }
@@ -414,18 +408,7 @@ fn archived_flag(include_archived: bool, archived_only: bool) -> Option<&'static
 
 async fn data(client: &Client, cmd: AssetCmd<DataCreateArgs>, format: Format) -> Result<()> {
     match cmd {
-        AssetCmd::Create(a) => {
-            let args = assets::DataArgs {
-                file: a.file,
-                set: a.set,
-                name: a.name,
-                version: a.version,
-                path: a.path,
-                data_type: a.data_type,
-                description: a.description,
-            };
-            output::data(&[assets::create_data(client, args).await?], format)
-        }
+        AssetCmd::Create(a) => output::data(&[assets::create_data(client, a).await?], format),
         AssetCmd::Show { name, version, label } => {
             let v = version.or(label).unwrap_or_else(|| "latest".into());
             output::data(&[client.asset("data", &name, &v).await?], format)
@@ -446,18 +429,7 @@ async fn data(client: &Client, cmd: AssetCmd<DataCreateArgs>, format: Format) ->
 
 async fn environment(client: &Client, cmd: AssetCmd<EnvironmentCreateArgs>, format: Format) -> Result<()> {
     match cmd {
-        AssetCmd::Create(a) => {
-            let args = assets::EnvironmentArgs {
-                file: a.file,
-                set: a.set,
-                name: a.name,
-                version: a.version,
-                image: a.image,
-                conda_file: a.conda_file,
-                description: a.description,
-            };
-            output::environments(&[assets::create_environment(client, args).await?], format)
-        }
+        AssetCmd::Create(a) => output::environments(&[assets::create_environment(client, a).await?], format),
         AssetCmd::Show { name, version, label } => {
             let v = version.or(label).unwrap_or_else(|| "latest".into());
             output::environments(&[client.asset("environments", &name, &v).await?], format)

@@ -64,10 +64,10 @@ pub async fn snapshot(client: &Client, path: &Path) -> Result<Snapshot> {
     for chunk in digests.chunks(1000) {
         missing.extend(client.missing_blobs(chunk.to_vec()).await?.missing);
     }
-    let uploads: Vec<(String, PathBuf)> = missing
-        .iter()
-        .filter_map(|d| hashed.iter().find(|(f, _)| &f.digest == d).map(|(_, p)| (d.clone(), p.clone())))
-        .collect();
+    let local_of: std::collections::HashMap<&str, &PathBuf> =
+        hashed.iter().map(|(f, p)| (f.digest.as_str(), p)).collect();
+    let uploads: Vec<(String, PathBuf)> =
+        missing.iter().filter_map(|d| local_of.get(d.as_str()).map(|p| (d.clone(), (*p).clone()))).collect();
     let results: Vec<Result<()>> = futures::stream::iter(uploads)
         .map(|(digest, local)| async move {
             client.put_blob(&digest, &local).await.with_context(|| format!("uploading {}", local.display()))
