@@ -409,3 +409,93 @@ environment: azureml:tiny-env@latest
     assert [d["version"] for d in listed] == ["1"]
     assert json.loads(kiln(server, "-o", "json", "data", "show", "-n", "iris").stdout)[0]["version"] == "1"
     assert json.loads(kiln(server, "-o", "json", "data", "show", "-n", "iris", "-v", "2").stdout)[0]["archived"]
+
+
+def model_create(server, *args):
+    out = kiln(server, "-o", "json", "model", "create", *args)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)[0]
+
+
+def test_model_assets_are_the_registry_models_and_feed_jobs(server, tmp_path):
+    import mlflow
+    import numpy as np
+    from sklearn.linear_model import LinearRegression
+
+    X = np.arange(10, dtype=float).reshape(-1, 1)
+    mlflow.sklearn.save_model(LinearRegression().fit(X, 2 * X.ravel()), str(tmp_path / "clf"))
+
+    first = model_create(server, "-n", "clf", "-p", str(tmp_path / "clf"), "-t", "mlflow_model")
+    assert first["version"] == "1" and first["type"] == "mlflow_model"
+    assert first["source"].startswith("mlflow-artifacts:/models/clf/") and first["source"].endswith("/clf")
+    # Registering the same folder under its version again is a no-op; other content is refused.
+    assert model_create(server, "-n", "clf", "-p", str(tmp_path / "clf"), "-v", "1")["source"] == first["source"]
+    write(tmp_path / "clf" / "notes.txt", "v2\n")
+    clash = kiln(server, "model", "create", "-n", "clf", "-p", str(tmp_path / "clf"), "-v", "1")
+    assert clash.returncode != 0 and "already exists with different content" in clash.stderr, clash.stderr
+    skip = kiln(server, "model", "create", "-n", "clf", "-p", str(tmp_path / "clf"), "-v", "7")
+    assert skip.returncode != 0 and "the next version of clf is 2" in skip.stderr, skip.stderr
+    second = model_create(server, "-n", "clf", "-p", str(tmp_path / "clf"), "-t", "mlflow_model")
+    assert second["version"] == "2" and second["source"] != first["source"]
+
+    # The stock MLflow client sees the same models and loads them from the copied folder.
+    mlflow.set_tracking_uri(server.url)
+    assert mlflow.pyfunc.load_model("models:/clf/1").predict(np.array([[3.0]]))[0] == pytest.approx(6.0)
+    client = MlflowClient(server.url)
+    assert [v.version for v in client.search_model_versions("name = 'clf'", order_by=["version_number ASC"])] == ["1", "2"]
+
+    not_mlflow = kiln(server, "model", "create", "-n", "bad", "-p", str(tmp_path / "clf" / "notes.txt"), "-t", "mlflow_model")
+    assert not_mlflow.returncode != 0 and "MLmodel" in not_mlflow.stderr, not_mlflow.stderr
+    missing = kiln(server, "model", "create", "-n", "bad", "-p", str(tmp_path / "nope"))
+    assert missing.returncode != 0 and "does not exist" in missing.stderr, missing.stderr
+
+    # A model YAML file with a single file as its path; the version keeps the file's name.
+    write(tmp_path / "weights" / "w.bin", "0.5")
+    spec = write(tmp_path / "weights" / "model.yml", "name: weights\npath: w.bin\ndescription: one file\ntags:\n  team: a\n")
+    w = model_create(server, "-f", str(spec))
+    assert w["type"] == "custom_model" and w["source"].endswith("/w.bin") and w["tags"] == {"team": "a"}
+    bad = write(tmp_path / "weights" / "bad.yml", "name: weights\npath: w.bin\ntype: onnx\n")
+    out = kiln(server, "model", "create", "-f", str(bad))
+    assert out.returncode != 0 and "bad.yml:3:7: type" in out.stderr, out.stderr
+
+    # Jobs take registered models as inputs.
+    job_spec = write(
+        tmp_path / "score.yml",
+        """command: >-
+  ls ${{inputs.clf}} && cat ${{inputs.w}}/w.bin
+inputs:
+  clf:
+    type: mlflow_model
+    path: azureml:clf:1
+  w:
+    type: custom_model
+    path: azureml:weights@latest
+environment:
+  image: python:3.11-slim
+""",
+    )
+    job = wait_status(server, create(server, job_spec)["name"])
+    log = server.api("GET", f"/api/v1/jobs/{job['name']}/log").text
+    assert job["status"] == "Completed" and "MLmodel" in log and "0.5" in log, (job, log)
+
+    # A run's artifacts become a version without copying.
+    with mlflow.start_run() as run:
+        mlflow.log_text("hi", "bundle/readme.txt")
+    from_run = model_create(server, "-n", "from-run", "-p", f"runs:/{run.info.run_id}/bundle")
+    assert from_run["source"] == f"runs:/{run.info.run_id}/bundle" and from_run["run_id"] == run.info.run_id
+    local = mlflow.artifacts.download_artifacts(f"models:/from-run/1", dst_path=str(tmp_path / "dl"))
+    assert open(os.path.join(local, "readme.txt")).read() == "hi"
+
+    # Archive: out of lists and @latest, in MLflow's Archived stage, still there by version.
+    assert kiln(server, "model", "archive", "-n", "clf", "-v", "2").returncode == 0
+    assert client.get_model_version("clf", "2").current_stage == "Archived"
+    latest = json.loads(kiln(server, "-o", "json", "model", "show", "-n", "clf", "-l", "latest").stdout)[0]
+    assert latest["version"] == "1"
+    listed = json.loads(kiln(server, "-o", "json", "model", "list", "-n", "clf").stdout)
+    assert [m["version"] for m in listed] == ["1"]
+    everything = json.loads(kiln(server, "-o", "json", "model", "list", "-n", "clf", "--include-archived").stdout)
+    assert [m["version"] for m in everything] == ["2", "1"]
+    assert kiln(server, "model", "restore", "-n", "clf").returncode == 0
+    assert client.get_model_version("clf", "2").current_stage == "None"
+    shown = kiln(server, "model", "show", "clf")
+    assert shown.returncode == 0 and "mlflow-artifacts:/models/clf/" in shown.stdout

@@ -292,6 +292,46 @@ pub struct DataPage {
     pub data: Vec<DataAsset>,
 }
 
+/// A version of a registered model, as an asset: the same object the MLflow registry shows.
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct ModelAsset {
+    pub name: String,
+    pub version: String,
+    /// custom_model, mlflow_model or triton_model.
+    #[serde(rename = "type")]
+    pub model_type: String,
+    /// Where the files are, as the registry records it (`mlflow-artifacts:/…`, `runs:/…`).
+    pub source: String,
+    pub run_id: Option<String>,
+    /// The MLflow stage; archived versions are in `Archived`.
+    pub stage: String,
+    pub description: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    pub created_at: i64,
+    pub archived: bool,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct ModelCreate {
+    pub name: String,
+    /// The next number when left out; an existing one only with the same files.
+    pub version: Option<String>,
+    #[serde(rename = "type", default)]
+    pub model_type: Option<String>,
+    /// An uploaded snapshot (`cas:<id>[/<file or folder>]`), `runs:/<run>/<path>`,
+    /// `azureml://jobs/<job>/outputs/<output>[/paths/<p>]`, `azureml://datastores/<ds>/paths/<p>`
+    /// or a URL.
+    pub path: String,
+    pub description: Option<String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct ModelAssetPage {
+    pub models: Vec<ModelAsset>,
+}
+
 #[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
 pub struct EnvironmentAsset {
     pub name: String,

@@ -445,6 +445,12 @@ impl ArtifactStore {
         Ok(entries)
     }
 
+    /// Copies one file inside the store (a server-side copy on S3, a hard link or copy on a
+    /// local folder), replacing what is at `to`.
+    pub async fn copy(&self, from: &ArtifactPath, to: &ArtifactPath) -> Result<()> {
+        Ok(self.store.copy(&self.key(from), &self.key(to)).await?)
+    }
+
     /// Deletes a file or a whole folder.
     pub async fn delete(&self, path: &ArtifactPath) -> Result<()> {
         let key = self.key(path);

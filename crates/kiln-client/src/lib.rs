@@ -207,7 +207,15 @@ impl Client {
         self.send(reqwest::Method::POST, "/environments", Some(e)).await
     }
 
-    /// `kind` is `data` or `environments`; `version` `latest` or a version.
+    pub async fn create_model(&self, m: &ModelCreate) -> Result<ModelAsset> {
+        self.send(reqwest::Method::POST, "/models", Some(m)).await
+    }
+
+    pub async fn model_versions(&self, name: &str, archived: Option<&str>) -> Result<ModelAssetPage> {
+        self.get(&format!("/models/{}/versions", encode(name)), vec![("archived", archived.map(str::to_string))]).await
+    }
+
+    /// `kind` is `data`, `environments` or `models`; `version` `latest` or a version.
     pub async fn asset<T: DeserializeOwned>(&self, kind: &str, name: &str, version: &str) -> Result<T> {
         self.get(&format!("/{kind}/{}/versions/{}", encode(name), encode(version)), vec![]).await
     }
@@ -221,7 +229,7 @@ impl Client {
         self.get(&format!("/{kind}"), vec![("name", name), ("archived", archived.map(str::to_string))]).await
     }
 
-    /// `action` is `archive` or `restore`; every version of the name when `version` is `None`.
+    /// `kind` as for [`Client::asset`]; `action` is `archive` or `restore`; every version of the name when `version` is `None`.
     pub async fn asset_action(&self, kind: &str, name: &str, action: &str, version: Option<&str>) -> Result<()> {
         let q = version.map(|v| format!("?version={}", encode(v))).unwrap_or_default();
         let _: serde_json::Value =

@@ -1,4 +1,5 @@
-//! Versioned data and environment assets, and job outputs registered as data or models.
+//! Versioned data and environment assets, and job outputs registered as data or models
+//! (models live in the MLflow registry: `models.rs`).
 //!
 //! A version's content hash decides re-registration: the same content under an existing
 //! version is accepted as it is, other content is refused. Data is identified by its type and
@@ -16,7 +17,6 @@ use crate::environments::EnvironmentDefinition;
 use crate::{Orchestrator, Result};
 
 pub const DATA_TYPES: [&str; 3] = ["uri_file", "uri_folder", "mltable"];
-pub const MODEL_TYPES: [&str; 3] = ["custom_model", "mlflow_model", "triton_model"];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DataAsset {
@@ -322,51 +322,9 @@ impl Orchestrator {
                     tags,
                 })
                 .await?;
-            } else if MODEL_TYPES.contains(&out.data_type.as_str()) {
+            } else if crate::models::MODEL_TYPES.contains(&out.data_type.as_str()) {
                 self.register_model_output(job, key, name, out).await?;
             }
-        }
-        Ok(())
-    }
-
-    /// A model output becomes a version of a registered model (the MLflow registry's), whose
-    /// source is the output's folder.
-    async fn register_model_output(&self, job: &str, key: &str, name: &str, out: &crate::JobOutput) -> Result<()> {
-        let registry = &self.inner.registry;
-        let source = format!("{}/{}", kiln_tracking::PROXY_SCHEME, out.uri.trim_start_matches("blob:"));
-        if registry.get_registered_model(name).await.is_err() {
-            match registry.create_registered_model(name, None, Vec::new(), None).await {
-                Ok(_) => {}
-                Err(e) if e.kind == kiln_tracking::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(e),
-            }
-        }
-        if let Some(v) = &out.asset_version
-            && let Ok(existing) = registry.get_model_version(name, v).await
-        {
-            if existing.source == source {
-                return Ok(());
-            }
-            return Err(ServiceError::exists(format!(
-                "model {name}:{v} already exists with different content; register it under a new version"
-            )));
-        }
-        let version = registry
-            .create_model_version(kiln_registry::NewVersionRequest {
-                name: name.to_string(),
-                source,
-                run_id: Some(job.to_string()),
-                run_link: None,
-                description: Some(format!("output '{key}' of job {job}")),
-                model_id: None,
-                user_id: None,
-                tags: vec![kiln_tracking::Tag::new("azureml.type", out.data_type.clone())],
-            })
-            .await?;
-        if let Some(v) = &out.asset_version
-            && *v != version.version.to_string()
-        {
-            tracing::warn!(model = %name, asked = %v, got = version.version, "model versions are sequential in the MLflow registry");
         }
         Ok(())
     }

@@ -11,6 +11,7 @@
 mod assets;
 mod environments;
 mod local;
+mod models;
 mod resolve;
 mod status;
 
@@ -29,6 +30,7 @@ use tokio::sync::{Notify, mpsc, watch};
 pub use assets::{DataAsset, EnvironmentAsset, NewData, NewEnvironment};
 pub use environments::{EnvironmentDefinition, curated, curated_names};
 pub use local::Runner;
+pub use models::{MODEL_TYPES, ModelAsset, NewModel};
 pub use status::JobStatus;
 
 use local::{BackendEvent, LocalBackend};

@@ -217,7 +217,11 @@ impl Resolver<'_> {
             let joined = if sub.is_empty() { base.as_str().to_string() } else { format!("{}/{sub}", base.as_str()) };
             return Ok(data(format!("blob:{joined}")));
         }
-        if let Some(asset) = self.orchestrator.data_reference(path).await? {
+        if crate::models::MODEL_TYPES.contains(&d.data_type.as_str()) {
+            if let Some(uri) = self.orchestrator.model_reference(path).await? {
+                return Ok(data(uri));
+            }
+        } else if let Some(asset) = self.orchestrator.data_reference(path).await? {
             return Ok(data(asset.uri));
         }
         Err(invalid(

@@ -23,9 +23,24 @@ use crate::error::{ApiError, ApiResult, body, query};
         list_environments,
         get_environment,
         archive_environment,
-        restore_environment
+        restore_environment,
+        create_model,
+        list_model_versions,
+        get_model_version,
+        archive_model,
+        restore_model
     ),
-    components(schemas(DataAsset, DataCreate, DataPage, EnvironmentAsset, EnvironmentCreate, EnvironmentPage))
+    components(schemas(
+        DataAsset,
+        DataCreate,
+        DataPage,
+        EnvironmentAsset,
+        EnvironmentCreate,
+        EnvironmentPage,
+        ModelAsset,
+        ModelCreate,
+        ModelAssetPage
+    ))
 )]
 pub(crate) struct AssetsDoc;
 
@@ -39,12 +54,23 @@ pub fn routes() -> Router<Shared> {
         .route("/environments/{name}/versions/{version}", get(get_environment))
         .route("/environments/{name}/archive", post(archive_environment))
         .route("/environments/{name}/restore", post(restore_environment))
+        // `GET /models` (registered models) is the native API's; `POST` creates a version.
+        .route("/models/{name}/versions", get(list_model_versions))
+        .route("/models/{name}/versions/{version}", get(get_model_version))
+        .route("/models/{name}/archive", post(archive_model))
+        .route("/models/{name}/restore", post(restore_model))
 }
 
 #[derive(Deserialize, IntoParams)]
 struct AssetListQuery {
     /// Only this name's versions.
     name: Option<String>,
+    /// `include` or `only`; archived versions are left out by default.
+    archived: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+struct ArchivedQuery {
     /// `include` or `only`; archived versions are left out by default.
     archived: Option<String>,
 }
@@ -72,7 +98,11 @@ async fn set_archived(
     archived: bool,
 ) -> ApiResult<Json<serde_json::Value>> {
     let q = query(q)?;
-    s.orchestrator.set_asset_archived(kind, name, q.version.as_deref(), archived).await?;
+    if kind == "model" {
+        s.orchestrator.set_model_archived(name, q.version.as_deref(), archived).await?;
+    } else {
+        s.orchestrator.set_asset_archived(kind, name, q.version.as_deref(), archived).await?;
+    }
     Ok(Json(serde_json::json!({})))
 }
 
@@ -217,4 +247,84 @@ async fn restore_environment(
     q: Result<Query<VersionQuery>, QueryRejection>,
 ) -> ApiResult<Json<serde_json::Value>> {
     set_archived(&s, "environment", &name, q, false).await
+}
+
+fn model(m: kiln_orchestrator::ModelAsset) -> ModelAsset {
+    ModelAsset {
+        name: m.name,
+        version: m.version,
+        model_type: m.model_type,
+        source: m.source,
+        run_id: m.run_id,
+        stage: m.stage,
+        description: m.description,
+        tags: m.tags,
+        created_at: m.created_at,
+        archived: m.archived,
+    }
+}
+
+/// Registers a model version: a version of the MLflow registry's registered model of that name
+/// (created when missing). Uploaded files are copied to an artifact folder the MLflow clients
+/// download from.
+#[utoipa::path(post, path = "/api/v1/models", request_body = ModelCreate,
+    responses((status = 200, body = ModelAsset), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(crate) async fn create_model(
+    State(s): State<Shared>,
+    b: Result<Json<ModelCreate>, JsonRejection>,
+) -> ApiResult<Json<ModelAsset>> {
+    let b = body(b)?;
+    let new = kiln_orchestrator::NewModel {
+        name: b.name,
+        version: b.version,
+        model_type: b.model_type,
+        path: b.path,
+        run_id: None,
+        description: b.description,
+        tags: b.tags,
+    };
+    Ok(Json(model(s.orchestrator.create_model(new).await?)))
+}
+
+/// A model's versions, newest first.
+#[utoipa::path(get, path = "/api/v1/models/{name}/versions", params(ArchivedQuery),
+    responses((status = 200, body = ModelAssetPage)))]
+async fn list_model_versions(
+    State(s): State<Shared>,
+    Path(name): Path<String>,
+    q: Result<Query<ArchivedQuery>, QueryRejection>,
+) -> ApiResult<Json<ModelAssetPage>> {
+    let q = query(q)?;
+    let items = s.orchestrator.list_models(Some(&name), archived(q.archived.as_deref())?).await?;
+    Ok(Json(ModelAssetPage { models: items.into_iter().map(model).collect() }))
+}
+
+/// One version; `latest` is the highest version that is not archived.
+#[utoipa::path(get, path = "/api/v1/models/{name}/versions/{version}",
+    responses((status = 200, body = ModelAsset), (status = 404, body = ErrorBody)))]
+async fn get_model_version(
+    State(s): State<Shared>,
+    Path((name, version)): Path<(String, String)>,
+) -> ApiResult<Json<ModelAsset>> {
+    Ok(Json(model(s.orchestrator.get_model(&name, Some(&version)).await?)))
+}
+
+/// Moves a version (or every version) to MLflow's `Archived` stage.
+#[utoipa::path(post, path = "/api/v1/models/{name}/archive", params(VersionQuery), responses((status = 200), (status = 404, body = ErrorBody)))]
+async fn archive_model(
+    State(s): State<Shared>,
+    Path(name): Path<String>,
+    q: Result<Query<VersionQuery>, QueryRejection>,
+) -> ApiResult<Json<serde_json::Value>> {
+    set_archived(&s, "model", &name, q, true).await
+}
+
+/// Moves archived versions back to the `None` stage.
+#[utoipa::path(post, path = "/api/v1/models/{name}/restore", params(VersionQuery), responses((status = 200), (status = 404, body = ErrorBody)))]
+async fn restore_model(
+    State(s): State<Shared>,
+    Path(name): Path<String>,
+    q: Result<Query<VersionQuery>, QueryRejection>,
+) -> ApiResult<Json<serde_json::Value>> {
+    set_archived(&s, "model", &name, q, false).await
 }

@@ -46,7 +46,7 @@ pub fn routes() -> Router<Shared> {
         .route("/runs", get(list_runs))
         .route("/runs/{id}", get(get_run))
         .route("/runs/{id}/metrics/{key}", get(metric_history))
-        .route("/models", get(list_models))
+        .route("/models", get(list_models).post(crate::assets::create_model))
         .route("/models/{name}", get(get_model))
 }
 

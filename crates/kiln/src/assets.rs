@@ -1,15 +1,15 @@
-//! `kiln data …` and `kiln environment …`: asset specs read from YAML (or flags), local paths
+//! `kiln data …`, `kiln model …` and `kiln environment …`: asset specs read from YAML (or flags), local paths
 //! uploaded as snapshots.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
-use kiln_api::{DataCreate, EnvironmentCreate};
+use kiln_api::{DataCreate, EnvironmentCreate, ModelCreate};
 use kiln_client::Client;
 use kiln_spec::read::{MapReader, Source};
 
-use crate::cli::{DataCreateArgs, EnvironmentCreateArgs};
+use crate::cli::{DataCreateArgs, EnvironmentCreateArgs, ModelCreateArgs};
 use crate::upload;
 
 /// The fields of an asset file, read with file/line/field errors.
@@ -165,4 +165,80 @@ pub async fn create_environment(client: &Client, a: EnvironmentCreateArgs) -> Re
         bail!("an environment needs a name (-f FILE or --name)");
     }
     Ok(client.create_environment(&req).await?)
+}
+
+/// A local file or folder becomes `cas:<id>/<its name>`: the version keeps the name, as
+/// `AZUREML_MODEL_DIR/<name>` does in a deployment.
+async fn upload_model_path(client: &Client, base: &Path, path: &str) -> Result<String> {
+    let is_uri =
+        path.contains("://") || ["cas:", "runs:/", "blob:", "mlflow-artifacts:"].iter().any(|p| path.starts_with(p));
+    if is_uri {
+        return Ok(path.to_string());
+    }
+    let local = base.join(path.strip_prefix("file:").unwrap_or(path));
+    if !local.exists() {
+        bail!("path: {} does not exist", local.display());
+    }
+    let canonical = std::fs::canonicalize(&local).with_context(|| format!("reading {}", local.display()))?;
+    let name = canonical
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| anyhow!("path: {} has no file or folder name to keep", local.display()))?;
+    let snap = upload::snapshot_under(client, &canonical, Some(&name)).await?;
+    if snap.files == 0 {
+        bail!("path: {} has no files", local.display());
+    }
+    Ok(format!("{}/{name}", snap.uri))
+}
+
+pub async fn create_model(client: &Client, a: ModelCreateArgs) -> Result<kiln_api::ModelAsset> {
+    let mut req = ModelCreate {
+        name: String::new(),
+        version: None,
+        model_type: None,
+        path: String::new(),
+        description: None,
+        tags: BTreeMap::new(),
+    };
+    let mut base = PathBuf::from(".");
+    if let Some(file) = &a.file {
+        let f = AssetFile::load(file, &a.set)?;
+        let m = f.reader()?;
+        req.name = m.req_str("name")?;
+        req.version = m.str("version")?;
+        req.model_type = m.choice("type", &["custom_model", "mlflow_model", "triton_model"])?;
+        req.path = m.req_str("path")?;
+        req.description = m.str("description")?;
+        req.tags = m.string_map("tags")?;
+        if m.has("stage") {
+            eprintln!(
+                "warning: {}: stage: set stages with the MLflow client; the version starts in None",
+                f.source.file
+            );
+        }
+        m.accept(&["stage", "properties", "datastore", "flavors", "job_name"]);
+        f.finish(&m);
+        base = f.base.clone();
+    }
+    if let Some(v) = a.name {
+        req.name = v;
+    }
+    if a.version.is_some() {
+        req.version = a.version;
+    }
+    if a.model_type.is_some() {
+        req.model_type = a.model_type;
+    }
+    if let Some(p) = a.path {
+        req.path = p;
+        base = PathBuf::from(".");
+    }
+    if a.description.is_some() {
+        req.description = a.description;
+    }
+    if req.name.is_empty() || req.path.is_empty() {
+        bail!("a model needs a name and a path (-f FILE, or --name and --path)");
+    }
+    req.path = upload_model_path(client, &base, &req.path).await?;
+    Ok(client.create_model(&req).await?)
 }

@@ -308,13 +308,72 @@ pub enum RunCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum ModelCmd {
-    /// List registered models.
+    /// Register a model version from a local file or folder, a run's or job's artifacts, or a
+    /// datastore path: a version of the MLflow registry's registered model of that name.
+    Create(ModelCreateArgs),
+    /// List registered models, or the versions of one with -n.
     List {
-        #[arg(long)]
+        /// MLflow filter over registered models, e.g. "name LIKE 'fraud%'".
+        #[arg(long, conflicts_with = "name")]
         filter: Option<String>,
+        #[arg(long, short = 'n')]
+        name: Option<String>,
+        #[arg(long, conflicts_with = "archived_only", requires = "name")]
+        include_archived: bool,
+        #[arg(long, requires = "name")]
+        archived_only: bool,
     },
-    /// Show a registered model with all its versions.
-    Show { name: String },
+    /// Show a registered model with all its versions, or one version with -v or -l.
+    Show {
+        /// The model's name (or -n).
+        #[arg(required_unless_present = "name_flag", conflicts_with = "name_flag")]
+        name: Option<String>,
+        #[arg(long = "name", short = 'n', value_name = "NAME")]
+        name_flag: Option<String>,
+        #[arg(long, short = 'v', conflicts_with = "label")]
+        version: Option<String>,
+        /// `latest`: the highest version that is not archived.
+        #[arg(long, short = 'l')]
+        label: Option<String>,
+    },
+    /// Move a version (or every version) to the Archived stage: left out of lists and @latest,
+    /// still usable by version.
+    Archive {
+        #[arg(long, short = 'n')]
+        name: String,
+        #[arg(long, short = 'v')]
+        version: Option<String>,
+    },
+    /// Undo archive.
+    Restore {
+        #[arg(long, short = 'n')]
+        name: String,
+        #[arg(long, short = 'v')]
+        version: Option<String>,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ModelCreateArgs {
+    /// A model YAML file (name, version, type, path, description, tags).
+    #[arg(long, short = 'f')]
+    pub file: Option<PathBuf>,
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    pub set: Vec<String>,
+    #[arg(long, short = 'n')]
+    pub name: Option<String>,
+    /// The next number when left out.
+    #[arg(long, short = 'v')]
+    pub version: Option<String>,
+    /// A local file or folder (uploaded), runs:/<run>/<path>, azureml://jobs/<job>/outputs/…,
+    /// or azureml://datastores/<ds>/paths/<p>.
+    #[arg(long, short = 'p')]
+    pub path: Option<String>,
+    /// custom_model (default), mlflow_model or triton_model.
+    #[arg(long = "type", short = 't')]
+    pub model_type: Option<String>,
+    #[arg(long, short = 'd')]
+    pub description: Option<String>,
 }
 
 pub async fn run(args: Args) -> Result<()> {
@@ -345,8 +404,7 @@ pub async fn run(args: Args) -> Result<()> {
             output::runs(&page.runs, format)
         }
         Command::Runs(RunCmd::Show { run_id }) => output::run(&client.run(&run_id).await?, format),
-        Command::Models(ModelCmd::List { filter }) => output::models(&client.models(filter).await?.models, format),
-        Command::Models(ModelCmd::Show { name }) => output::model(&client.model(&name).await?, format),
+        Command::Models(cmd) => model(&client, cmd, format).await,
         Command::Data(cmd) => data(&client, cmd, format).await,
         Command::Environment(cmd) => environment(&client, cmd, format).await,
         Command::Launch { job_dir } => {
@@ -423,6 +481,30 @@ async fn data(client: &Client, cmd: AssetCmd<DataCreateArgs>, format: Format) ->
         }
         AssetCmd::Restore { name, version } => {
             Ok(client.asset_action("data", &name, "restore", version.as_deref()).await?)
+        }
+    }
+}
+
+async fn model(client: &Client, cmd: ModelCmd, format: Format) -> Result<()> {
+    match cmd {
+        ModelCmd::Create(a) => output::model_versions(&[assets::create_model(client, a).await?], format),
+        ModelCmd::List { name: Some(name), include_archived, archived_only, .. } => output::model_versions(
+            &client.model_versions(&name, archived_flag(include_archived, archived_only)).await?.models,
+            format,
+        ),
+        ModelCmd::List { name: None, filter, .. } => output::models(&client.models(filter).await?.models, format),
+        ModelCmd::Show { name, name_flag, version, label } => {
+            let name = name.or(name_flag).unwrap_or_default();
+            match version.or(label) {
+                Some(v) => output::model_versions(&[client.asset("models", &name, &v).await?], format),
+                None => output::model(&client.model(&name).await?, format),
+            }
+        }
+        ModelCmd::Archive { name, version } => {
+            Ok(client.asset_action("models", &name, "archive", version.as_deref()).await?)
+        }
+        ModelCmd::Restore { name, version } => {
+            Ok(client.asset_action("models", &name, "restore", version.as_deref()).await?)
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use clap::ValueEnum;
-use kiln_api::{ComputeTarget, DataAsset, EnvironmentAsset, Experiment, Job, Model, Run};
+use kiln_api::{ComputeTarget, DataAsset, EnvironmentAsset, Experiment, Job, Model, ModelAsset, Run};
 use serde::Serialize;
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -326,6 +326,30 @@ pub fn data(items: &[DataAsset], format: Format) -> Result<()> {
                     d.uri.clone(),
                     time(Some(d.created_at)),
                     if d.archived { "yes".into() } else { String::new() },
+                ]
+            })
+            .collect(),
+    );
+    Ok(())
+}
+
+pub fn model_versions(items: &[ModelAsset], format: Format) -> Result<()> {
+    if structured(&items, format)? {
+        return Ok(());
+    }
+    table(
+        &["NAME", "VERSION", "TYPE", "STAGE", "SOURCE", "CREATED", "ARCHIVED"],
+        items
+            .iter()
+            .map(|m| {
+                vec![
+                    m.name.clone(),
+                    m.version.clone(),
+                    m.model_type.clone(),
+                    m.stage.clone(),
+                    m.source.clone(),
+                    time(Some(m.created_at)),
+                    if m.archived { "yes".into() } else { String::new() },
                 ]
             })
             .collect(),

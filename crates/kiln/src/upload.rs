@@ -35,8 +35,18 @@ fn list_folder(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
 
 /// Uploads a folder (or one file, named by its file name) and returns its snapshot.
 pub async fn snapshot(client: &Client, path: &Path) -> Result<Snapshot> {
+    snapshot_under(client, path, None).await
+}
+
+/// Like [`snapshot`], with a folder's files placed under `prefix/` in the snapshot (a model
+/// keeps its folder's name).
+pub async fn snapshot_under(client: &Client, path: &Path, prefix: Option<&str>) -> Result<Snapshot> {
     let entries = if path.is_dir() {
-        list_folder(path)?
+        let files = list_folder(path)?;
+        match prefix {
+            Some(p) => files.into_iter().map(|(rel, local)| (format!("{p}/{rel}"), local)).collect(),
+            None => files,
+        }
     } else if path.is_file() {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into());
         vec![(name, path.to_path_buf())]
