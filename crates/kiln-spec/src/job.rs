@@ -82,7 +82,7 @@ pub enum LiteralKind {
 }
 
 impl LiteralKind {
-    fn parse(name: &str) -> Option<LiteralKind> {
+    pub fn parse(name: &str) -> Option<LiteralKind> {
         match name {
             "string" => Some(LiteralKind::String),
             "integer" => Some(LiteralKind::Integer),
@@ -94,8 +94,8 @@ impl LiteralKind {
 }
 
 pub const DATA_TYPES: [&str; 6] = ["uri_file", "uri_folder", "mltable", "mlflow_model", "custom_model", "triton_model"];
-const INPUT_MODES: [&str; 5] = ["ro_mount", "download", "direct", "eval_mount", "eval_download"];
-const OUTPUT_MODES: [&str; 3] = ["rw_mount", "upload", "direct"];
+pub(crate) const INPUT_MODES: [&str; 5] = ["ro_mount", "download", "direct", "eval_mount", "eval_download"];
+pub(crate) const OUTPUT_MODES: [&str; 3] = ["rw_mount", "upload", "direct"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DataInput {
@@ -178,27 +178,8 @@ pub fn command_job(src: &Source, root: &Node) -> Result<CommandJob> {
         }
     }
 
-    let resources = match m.map("resources")? {
-        None => Resources::default(),
-        Some(r) => {
-            let res = Resources {
-                instance_count: r.count("instance_count")?.unwrap_or(1).max(1),
-                instance_type: r.str("instance_type")?,
-                shm_size: r.str("shm_size")?,
-            };
-            r.accept(&["docker_args", "locations", "max_instance_count", "properties"]);
-            r.warn_unknown();
-            res
-        }
-    };
-    let timeout_s = match m.map("limits")? {
-        None => None,
-        Some(l) => {
-            let t = l.count("timeout")?;
-            l.warn_unknown();
-            t
-        }
-    };
+    let resources = resources(&m)?;
+    let timeout_s = timeout(&m)?;
     let distribution = distribution(src, &m)?;
     for (field, what) in [
         ("identity", "data-access identity"),
@@ -233,14 +214,43 @@ pub fn command_job(src: &Source, root: &Node) -> Result<CommandJob> {
     Ok(job)
 }
 
-fn valid_job_name(n: &str) -> bool {
+/// `resources:` (defaults when absent).
+pub(crate) fn resources(m: &MapReader) -> Result<Resources> {
+    Ok(match m.map("resources")? {
+        None => Resources::default(),
+        Some(r) => {
+            let res = Resources {
+                instance_count: r.count("instance_count")?.unwrap_or(1).max(1),
+                instance_type: r.str("instance_type")?,
+                shm_size: r.str("shm_size")?,
+            };
+            r.accept(&["docker_args", "locations", "max_instance_count", "properties"]);
+            r.warn_unknown();
+            res
+        }
+    })
+}
+
+/// `limits.timeout`, in seconds.
+pub(crate) fn timeout(m: &MapReader) -> Result<Option<u64>> {
+    Ok(match m.map("limits")? {
+        None => None,
+        Some(l) => {
+            let t = l.count("timeout")?;
+            l.warn_unknown();
+            t
+        }
+    })
+}
+
+pub(crate) fn valid_job_name(n: &str) -> bool {
     let mut chars = n.chars();
     n.len() <= 255
         && chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
-fn environment(src: &Source, m: &MapReader) -> Result<Located<Environment>> {
+pub(crate) fn environment(src: &Source, m: &MapReader) -> Result<Located<Environment>> {
     let node = m.req("environment")?;
     let pos = node.pos;
     if let Kind::Scalar { text, .. } = &node.kind {
@@ -284,7 +294,7 @@ fn environment(src: &Source, m: &MapReader) -> Result<Located<Environment>> {
     Ok(Located { value: Environment::Inline(inline), pos })
 }
 
-fn job_input(src: &Source, node: &Node, field: &str) -> Result<JobInput> {
+pub(crate) fn job_input(src: &Source, node: &Node, field: &str) -> Result<JobInput> {
     // A bare scalar is always a literal, even one that looks like a URL.
     if let Some(resolved) = node.resolve() {
         let text = scalar_text(src, node, field)?;
@@ -330,7 +340,7 @@ fn job_input(src: &Source, node: &Node, field: &str) -> Result<JobInput> {
 }
 
 /// A literal declared with a type: its value must be of that type.
-fn typed_literal(src: &Source, value: &Node, kind: LiteralKind, field: &str) -> Result<Literal> {
+pub(crate) fn typed_literal(src: &Source, value: &Node, kind: LiteralKind, field: &str) -> Result<Literal> {
     let text = scalar_text(src, value, field)?;
     let trimmed = text.trim();
     let ok = match kind {
@@ -357,7 +367,7 @@ fn typed_literal(src: &Source, value: &Node, kind: LiteralKind, field: &str) -> 
     Ok(Literal { kind, text })
 }
 
-fn job_output(src: &Source, node: &Node, field: &str) -> Result<JobOutput> {
+pub(crate) fn job_output(src: &Source, node: &Node, field: &str) -> Result<JobOutput> {
     if node.is_null() {
         return Ok(JobOutput {
             data_type: "uri_folder".into(),
@@ -392,7 +402,7 @@ fn job_output(src: &Source, node: &Node, field: &str) -> Result<JobOutput> {
     Ok(out)
 }
 
-fn distribution(src: &Source, m: &MapReader) -> Result<Option<Distribution>> {
+pub(crate) fn distribution(src: &Source, m: &MapReader) -> Result<Option<Distribution>> {
     let Some(d) = m.map("distribution")? else { return Ok(None) };
     let kind = d.choice("type", &["pytorch", "mpi", "tensorflow", "ray"])?;
     let Some(kind) = kind else {
