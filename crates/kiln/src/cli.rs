@@ -445,6 +445,13 @@ pub async fn run(args: Args) -> Result<()> {
             if let Some(name) = name {
                 set.push(format!("name={name}"));
             }
+            let (loaded, graph, warnings) = jobs::check_pipeline(&file, &set)?;
+            if let kiln_spec::JobSpec::Pipeline(p) = &loaded.spec {
+                for w in &warnings {
+                    eprintln!("warning: {w}");
+                }
+                return output::validated_pipeline(&file, p, graph.as_ref(), &warnings, format);
+            }
             let loaded = kiln_spec::load_command_job(&file, &set)?;
             for w in &loaded.warnings {
                 eprintln!("warning: {w}");

@@ -10,27 +10,9 @@ use kiln_client::Client;
 use kiln_spec::job::{CondaFile, Environment, JobInput};
 use kiln_spec::{Node, Pos};
 
+use crate::bundle::local_path;
 use crate::output::{self, Format};
 use crate::upload;
-
-/// A path in a spec that names something on this machine (not a URL, a `cas:` snapshot,
-/// an `azureml:` reference or a `name:version` asset).
-fn local_path(base: &Path, written: &str) -> Option<PathBuf> {
-    if written.contains("://")
-        || written.starts_with("azureml:")
-        || written.starts_with("cas:")
-        || written.starts_with("runs:/")
-    {
-        return None;
-    }
-    let rel = written.strip_prefix("file:").unwrap_or(written);
-    let path = base.join(rel);
-    // `iris:1` / `iris@latest` are assets unless such a file exists.
-    if (rel.contains(':') || rel.contains('@')) && !path.exists() {
-        return None;
-    }
-    Some(path)
-}
 
 fn text(value: &str) -> Node {
     Node::scalar(value, false, Pos::default())
@@ -41,13 +23,17 @@ pub async fn create(client: &Client, file: &Path, mut set: Vec<String>, name: Op
     if let Some(name) = name {
         set.push(format!("name={name}"));
     }
+    let label = file.display().to_string();
+    let source = std::fs::read_to_string(file).with_context(|| format!("cannot read {label}"))?;
+    let tree = kiln_spec::parse_with_overrides(&label, &source, &set)?;
+    if kiln_spec::job_type(&tree) == "pipeline" {
+        return create_pipeline(client, file, &set, tree).await;
+    }
     let loaded = kiln_spec::load_command_job(file, &set)?;
     for w in &loaded.warnings {
         eprintln!("warning: {w}");
     }
-    let label = file.display().to_string();
-    let source = std::fs::read_to_string(file).with_context(|| format!("cannot read {label}"))?;
-    let mut tree = kiln_spec::parse_with_overrides(&label, &source, &set)?;
+    let mut tree = tree;
     let base = &loaded.base_dir;
     let spec = &loaded.spec;
     let at = |pos: Pos, field: &str, msg: String| anyhow!("{label}:{}:{}: {field}: {msg}", pos.line, pos.col);
@@ -105,12 +91,56 @@ pub async fn create(client: &Client, file: &Path, mut set: Vec<String>, name: Op
         tree.set_path_node("environment.conda_file", node).map_err(|e| anyhow!(e))?;
     }
     if spec.experiment_name.is_none() {
-        // As the Azure ML CLI does: the experiment is named after the spec's folder.
-        let folder =
-            std::fs::canonicalize(base).ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
-        if let Some(folder) = folder.filter(|f| !f.is_empty()) {
-            tree.set_path_node("experiment_name", text(&folder)).map_err(|e| anyhow!(e))?;
+        default_experiment(&mut tree, base)?;
+    }
+    Ok(client.create_job(tree.to_flow(), Some(label)).await?)
+}
+
+/// As the Azure ML CLI does: the experiment is named after the spec's folder.
+fn default_experiment(tree: &mut Node, base: &Path) -> Result<()> {
+    let folder = std::fs::canonicalize(base).ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
+    if let Some(folder) = folder.filter(|f| !f.is_empty()) {
+        tree.set_path_node("experiment_name", text(&folder)).map_err(|e| anyhow!(e))?;
+    }
+    Ok(())
+}
+
+/// Checks a pipeline with the component files it names; registered components are checked
+/// by the server when the pipeline is submitted.
+pub fn check_pipeline(
+    file: &Path,
+    set: &[String],
+) -> Result<(kiln_spec::Loaded<kiln_spec::JobSpec>, Option<kiln_spec::graph::Graph>, Vec<String>)> {
+    let loaded = kiln_spec::load_job(file, set)?;
+    let kiln_spec::JobSpec::Pipeline(p) = &loaded.spec else {
+        return Ok((loaded, None, Vec::new()));
+    };
+    let mut components = kiln_spec::FileComponents::default();
+    let mut warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+    let graph = match kiln_spec::graph::flatten(p, &mut components) {
+        Ok((g, w)) => {
+            warnings.extend(w.iter().map(ToString::to_string));
+            Some(g)
         }
+        Err(kiln_spec::graph::GraphError::Unknown { reference, .. }) => {
+            warnings.push(format!("{}: component '{reference}' is registered: checked when submitted", file.display()));
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
+    warnings.extend(components.warnings.iter().map(ToString::to_string));
+    Ok((loaded, graph, warnings))
+}
+
+async fn create_pipeline(client: &Client, file: &Path, set: &[String], mut tree: Node) -> Result<Job> {
+    let (loaded, _, warnings) = check_pipeline(file, set)?;
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    let label = file.display().to_string();
+    crate::bundle::Bundler { client }.pipeline(&mut tree, loaded.base_dir.clone(), label.clone(), 0).await?;
+    if tree.get("experiment_name").is_none() {
+        default_experiment(&mut tree, &loaded.base_dir)?;
     }
     Ok(client.create_job(tree.to_flow(), Some(label)).await?)
 }

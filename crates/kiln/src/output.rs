@@ -379,3 +379,61 @@ pub fn environments(items: &[EnvironmentAsset], format: Format) -> Result<()> {
     );
     Ok(())
 }
+
+pub fn validated_pipeline(
+    file: &std::path::Path,
+    p: &kiln_spec::pipeline::PipelineJob,
+    graph: Option<&kiln_spec::graph::Graph>,
+    warnings: &[String],
+    format: Format,
+) -> Result<()> {
+    #[derive(Serialize)]
+    struct Step<'a> {
+        name: &'a str,
+        component: &'a str,
+        after: Vec<&'a str>,
+    }
+    #[derive(Serialize)]
+    struct Summary<'a> {
+        file: String,
+        valid: bool,
+        #[serde(rename = "type")]
+        kind: &'a str,
+        name: Option<&'a str>,
+        inputs: Vec<&'a str>,
+        outputs: Vec<&'a str>,
+        steps: Vec<Step<'a>>,
+        warnings: &'a [String],
+    }
+    let steps = graph
+        .map(|g| {
+            g.steps
+                .iter()
+                .map(|s| Step {
+                    name: &s.path,
+                    component: &s.component_label,
+                    after: s.upstream.iter().map(|i| g.steps[*i].path.as_str()).collect(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let summary = Summary {
+        file: file.display().to_string(),
+        valid: true,
+        kind: "pipeline",
+        name: p.name.as_deref(),
+        inputs: p.inputs.keys().map(String::as_str).collect(),
+        outputs: p.outputs.keys().map(String::as_str).collect(),
+        steps,
+        warnings,
+    };
+    if structured(&summary, format)? {
+        return Ok(());
+    }
+    println!("{}: a valid pipeline job with {} steps", summary.file, summary.steps.len());
+    table(
+        &["STEP", "COMPONENT", "AFTER"],
+        summary.steps.iter().map(|s| vec![s.name.to_string(), s.component.to_string(), s.after.join(", ")]).collect(),
+    );
+    Ok(())
+}
