@@ -112,6 +112,30 @@ pub struct ModelPage {
 
 /// A command job to run: an Azure ML v2 command-job spec (YAML or JSON text) whose local
 /// paths were uploaded as snapshots (`cas:` URIs) first.
+/// A step of a pipeline job and the job that ran it (or was reused for it).
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct PipelineStep {
+    /// `train`, or `outer/inner` for a step inside a pipeline component.
+    pub name: String,
+    /// How the spec names its component (`./train.yml`, `azureml:train@latest`, `inline`).
+    pub component: String,
+    pub job: Option<String>,
+    pub status: Option<String>,
+    /// The earlier job whose outputs the step took instead of running.
+    pub reused_from: Option<String>,
+    /// Why the step ran or was reused.
+    pub reuse: Option<String>,
+    pub attempts: u32,
+}
+
+/// A pipeline as a graph: its steps (nodes) and which step reads from which (edges).
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct PipelineGraph {
+    pub nodes: Vec<PipelineStep>,
+    /// `[from, to]` step names.
+    pub edges: Vec<[String; 2]>,
+}
+
 #[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
 pub struct JobCreate {
     pub spec: String,

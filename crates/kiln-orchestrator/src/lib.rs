@@ -12,6 +12,7 @@ mod assets;
 mod environments;
 mod local;
 mod models;
+mod pipeline;
 mod resolve;
 mod status;
 
@@ -31,6 +32,7 @@ pub use assets::{DataAsset, EnvironmentAsset, NewData, NewEnvironment};
 pub use environments::{EnvironmentDefinition, curated, curated_names};
 pub use local::Runner;
 pub use models::{MODEL_TYPES, ModelAsset, NewModel};
+pub use pipeline::PipelineStep;
 pub use status::JobStatus;
 
 use local::{BackendEvent, LocalBackend};
@@ -99,9 +101,30 @@ struct JobDocument {
     experiment_name: String,
     command: String,
     environment: String,
-    plan: kiln_launcher::LaunchPlan,
+    /// Always there for command jobs (a pipeline's document is shown without one).
+    plan: Option<kiln_launcher::LaunchPlan>,
     outputs: BTreeMap<String, JobOutput>,
     warnings: Vec<String>,
+    /// A pipeline step's reuse key, part by part (what changed is said from these).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    reuse_parts: BTreeMap<String, String>,
+}
+
+/// A command job checked and resolved, not yet recorded.
+struct PreparedJob {
+    name: String,
+    compute: String,
+    experiment: kiln_store::Experiment,
+    resolved: resolve::Resolved,
+}
+
+/// What a pipeline step's record carries besides its command job.
+struct StepRecord {
+    parent: String,
+    lineage: String,
+    reuse_key: Option<String>,
+    reuse_parts: BTreeMap<String, String>,
+    properties: BTreeMap<String, String>,
 }
 
 /// A submission: a command job spec (YAML or JSON text) whose local paths the client has
@@ -128,6 +151,8 @@ pub struct ListJobs {
     /// `None`: not archived; `Some(true)`: archived only; `Some(false)`: both.
     pub archived_only: Option<bool>,
     pub limit: Option<i64>,
+    /// The steps of this pipeline job; top-level jobs only when `None`.
+    pub parent: Option<String>,
 }
 
 #[derive(Clone)]
@@ -144,6 +169,9 @@ struct Inner {
     tracking_uri: OnceLock<String>,
     live: Mutex<HashMap<String, Live>>,
     wake: Notify,
+    /// Pipelines advance one at a time, so two steps ending together cannot both start the
+    /// step after them.
+    pipelines: tokio::sync::Mutex<()>,
 }
 
 /// A job whose launcher is running.
@@ -167,6 +195,7 @@ impl Orchestrator {
                 tracking_uri: OnceLock::new(),
                 live: Mutex::new(HashMap::new()),
                 wake: Notify::new(),
+                pipelines: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -210,35 +239,75 @@ impl Orchestrator {
     // ---- submission --------------------------------------------------------------------
 
     pub async fn submit(&self, sub: Submission) -> Result<Job> {
-        let tracking_uri = self
-            .inner
-            .tracking_uri
-            .get()
-            .cloned()
-            .ok_or_else(|| ServiceError::internal("the orchestrator is not started"))?;
         let source = if sub.source.is_empty() { "request".to_string() } else { sub.source.clone() };
-        let (spec, warnings) = kiln_spec::command_job_from_str(&source, &sub.spec, &[])
-            .map_err(|e| ServiceError::invalid(e.to_string()))?;
+        let invalid = |e: kiln_spec::SpecError| ServiceError::invalid(e.to_string());
+        let root = kiln_spec::parse_with_overrides(&source, &sub.spec, &[]).map_err(invalid)?;
+        let (spec, warnings) = kiln_spec::job_from_node(&source, &root).map_err(invalid)?;
+        let warnings: Vec<String> = warnings.iter().map(|w| w.to_string()).collect();
+        match spec {
+            kiln_spec::JobSpec::Command(spec) => {
+                let prepared = self.prepare_command(&spec, &source, None, None).await?;
+                let name = prepared.name.clone();
+                self.record_command(&spec, sub.spec.clone(), prepared, warnings, sub.user.as_deref(), None).await?;
+                self.get(&name).await
+            }
+            kiln_spec::JobSpec::Pipeline(p) => self.submit_pipeline(p, sub, source, warnings).await,
+        }
+    }
+
+    fn tracking_uri(&self) -> Result<String> {
+        self.inner.tracking_uri.get().cloned().ok_or_else(|| ServiceError::internal("the orchestrator is not started"))
+    }
+
+    /// The experiment of this name, created when missing.
+    async fn experiment(&self, name: &str) -> Result<kiln_store::Experiment> {
+        match self.inner.tracking.get_experiment_by_name(name).await {
+            Ok(e) => Ok(e),
+            Err(e) if e.kind == kiln_tracking::ErrorKind::NotFound => {
+                let id = self.inner.tracking.create_experiment(name, None, Vec::new()).await?;
+                self.inner.tracking.get_experiment(&id).await
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Checks and resolves a command job: its name, compute target, experiment and plan.
+    async fn prepare_command(
+        &self,
+        spec: &kiln_spec::CommandJob,
+        source: &str,
+        experiment: Option<kiln_store::Experiment>,
+        default_compute: Option<&str>,
+    ) -> Result<PreparedJob> {
+        let tracking_uri = self.tracking_uri()?;
         let name = spec.name.clone().unwrap_or_else(kiln_tracking::names::random_job_name);
         if self.store().get_job(&name).await?.is_some() || self.store().get_run_info(&name).await?.is_some() {
             return Err(ServiceError::exists(format!("a job named '{name}' already exists")));
         }
-        let compute = self.compute_for(spec.compute.as_deref()).await?;
-        let experiment_name = spec.experiment_name.clone().unwrap_or_else(|| "Default".into());
-        let experiment = match self.inner.tracking.get_experiment_by_name(&experiment_name).await {
-            Ok(e) => e,
-            Err(e) if e.kind == kiln_tracking::ErrorKind::NotFound => {
-                let id = self.inner.tracking.create_experiment(&experiment_name, None, Vec::new()).await?;
-                self.inner.tracking.get_experiment(&id).await?
-            }
-            Err(e) => return Err(e),
+        let compute = self.compute_for(spec.compute.as_deref().or(default_compute)).await?;
+        let experiment = match experiment {
+            Some(e) => e,
+            None => self.experiment(spec.experiment_name.as_deref().unwrap_or("Default")).await?,
         };
-        let resolved = resolve::Resolver { orchestrator: self, source: &source }
-            .resolve(&spec, &name, &experiment, &tracking_uri)
-            .await?;
-        let mut all_warnings: Vec<String> = warnings.iter().map(|w| w.to_string()).collect();
-        all_warnings.extend(resolved.notes.iter().cloned());
+        let resolved =
+            resolve::Resolver { orchestrator: self, source }.resolve(spec, &name, &experiment, &tracking_uri).await?;
+        Ok(PreparedJob { name, compute, experiment, resolved })
+    }
 
+    /// Records a prepared command job (its MLflow run and its row) and queues it; a step of a
+    /// pipeline is recorded as the pipeline run's child.
+    async fn record_command(
+        &self,
+        spec: &kiln_spec::CommandJob,
+        spec_text: String,
+        prepared: PreparedJob,
+        warnings: Vec<String>,
+        user: Option<&str>,
+        step: Option<StepRecord>,
+    ) -> Result<()> {
+        let PreparedJob { name, compute, experiment, resolved } = prepared;
+        let mut all_warnings = warnings;
+        all_warnings.extend(resolved.notes.iter().cloned());
         let display_name = spec.display_name.clone().unwrap_or_else(|| name.clone());
         let mut tags = vec![
             kiln_tracking::Tag::new("mlflow.runName", display_name.clone()),
@@ -246,8 +315,8 @@ impl Orchestrator {
             kiln_tracking::Tag::new("mlflow.source.name", spec.command.value.chars().take(500).collect::<String>()),
             kiln_tracking::Tag::new("kiln.job.compute", compute.clone()),
         ];
-        if let Some(user) = &sub.user {
-            tags.push(kiln_tracking::Tag::new("mlflow.user", user.clone()));
+        if let Some(user) = user {
+            tags.push(kiln_tracking::Tag::new("mlflow.user", user));
         }
         for (k, v) in &spec.tags {
             tags.push(kiln_tracking::Tag::new(k.clone(), v.clone()));
@@ -255,21 +324,27 @@ impl Orchestrator {
         if let Some(d) = &spec.description {
             tags.push(kiln_tracking::Tag::new("mlflow.note.content", d.clone()));
         }
+        let mut properties = spec.properties.clone();
+        if let Some(s) = &step {
+            tags.push(kiln_tracking::Tag::new("mlflow.parentRunId", s.parent.clone()));
+            properties.extend(s.properties.clone());
+        }
         let doc = JobDocument {
-            spec: sub.spec.clone(),
+            spec: spec_text,
             experiment_name: experiment.name.clone(),
             command: spec.command.value.clone(),
             environment: resolved.plan.environment.label.clone(),
-            plan: resolved.plan,
+            plan: Some(resolved.plan),
             outputs: resolved.outputs,
             warnings: all_warnings,
+            reuse_parts: step.as_ref().map(|s| s.reuse_parts.clone()).unwrap_or_default(),
         };
         self.inner
             .tracking
             .create_run(kiln_tracking::NewRun {
                 run_id: Some(name.clone()),
                 experiment_id: Some(experiment.experiment_id.to_string()),
-                user_id: sub.user.clone(),
+                user_id: user.map(str::to_string),
                 run_name: Some(display_name.clone()),
                 start_time: None,
                 tags,
@@ -288,11 +363,14 @@ impl Orchestrator {
             failure: None,
             spec: serde_json::to_string(&doc).map_err(|e| ServiceError::internal(e.to_string()))?,
             tags: serde_json::to_string(&spec.tags).unwrap_or_else(|_| "{}".into()),
-            properties: serde_json::to_string(&spec.properties).unwrap_or_else(|_| "{}".into()),
+            properties: serde_json::to_string(&properties).unwrap_or_else(|_| "{}".into()),
             created_at: now,
             updated_at: now,
             archived: false,
             runner: None,
+            parent: step.as_ref().map(|s| s.parent.clone()),
+            reuse_key: step.as_ref().and_then(|s| s.reuse_key.clone()),
+            lineage: step.as_ref().map(|s| s.lineage.clone()),
             transitions: Vec::new(),
         };
         self.store().insert_job(&record).await.map_err(|e| match e {
@@ -303,7 +381,7 @@ impl Orchestrator {
         })?;
         self.move_to(&name, JobStatus::Queued, None).await?;
         self.inner.wake.notify_one();
-        self.get(&name).await
+        Ok(())
     }
 
     /// The target a job's `compute:` names (`azureml:` optional); none, `local` and
@@ -346,6 +424,8 @@ impl Orchestrator {
                 Some(false) => None,
             },
             limit: q.limit,
+            top_level_only: q.parent.is_none(),
+            parent: q.parent.clone(),
             ..Default::default()
         };
         Ok(self.store().list_jobs(&filter).await?.into_iter().map(view).collect())
@@ -369,6 +449,19 @@ impl Orchestrator {
     // ---- changes -----------------------------------------------------------------------
 
     pub async fn cancel(&self, name: &str) -> Result<Job> {
+        let job = self.get(name).await?;
+        if job.kind == "pipeline" {
+            if !job.status.is_terminal() {
+                self.cancel_pipeline(name).await?;
+            }
+            return self.get(name).await;
+        }
+        self.cancel_command(name).await?;
+        self.get(name).await
+    }
+
+    /// Cancels a command job: before it starts, or by stopping its launcher.
+    async fn cancel_command(&self, name: &str) -> Result<()> {
         let job = self.get(name).await?;
         match job.status {
             JobStatus::NotStarted | JobStatus::Queued => {
@@ -404,7 +497,7 @@ impl Orchestrator {
                 }
             }
         }
-        self.get(name).await
+        Ok(())
     }
 
     pub async fn update(&self, name: &str, update: JobUpdate) -> Result<Job> {
@@ -510,15 +603,19 @@ impl Orchestrator {
             return Ok(());
         }
         self.mirror_run_status(&record.name, "RUNNING").await;
-        let doc: JobDocument = match serde_json::from_str(&record.spec) {
-            Ok(d) => d,
+        let plan = match serde_json::from_str::<JobDocument>(&record.spec).map(|d| d.plan) {
+            Ok(Some(plan)) => plan,
+            Ok(None) => {
+                let outcome = failed_outcome("the stored job has no launch plan".into());
+                return self.finish(&record.name, outcome).await;
+            }
             Err(e) => {
                 let outcome = failed_outcome(format!("the stored job cannot be read: {e}"));
                 return self.finish(&record.name, outcome).await;
             }
         };
         let (tx, rx) = mpsc::unbounded_channel();
-        let runner = match self.inner.backend.start(&doc.plan, tx) {
+        let runner = match self.inner.backend.start(&plan, tx) {
             Ok(r) => r,
             Err(e) => {
                 return self
@@ -597,6 +694,14 @@ impl Orchestrator {
         if let Ok(mut live) = self.inner.live.lock() {
             live.remove(name);
         }
+        if let Some(parent) = self.store().get_job(name).await?.and_then(|r| r.parent) {
+            let this = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = this.advance(&parent).await {
+                    tracing::warn!(pipeline = %parent, error = %e, "cannot advance the pipeline");
+                }
+            });
+        }
         // The working copy of the code and downloaded inputs are not needed any more; the
         // logs, plan and result stay.
         let dir = self.job_dir(name);
@@ -629,7 +734,12 @@ impl Orchestrator {
     async fn recover(&self) -> Result<()> {
         let active: Vec<String> = JobStatus::ACTIVE.iter().map(|s| s.as_str().to_string()).collect();
         let jobs = self.store().list_jobs(&JobFilter { statuses: active, ..Default::default() }).await?;
+        let mut pipelines = Vec::new();
         for job in jobs {
+            if job.kind == "pipeline" {
+                pipelines.push(job.name);
+                continue;
+            }
             let runner: Option<Runner> = job.runner.as_deref().and_then(|r| serde_json::from_str(r).ok());
             match runner {
                 Some(runner) => {
@@ -652,6 +762,12 @@ impl Orchestrator {
         for job in unqueued {
             self.move_to(&job.name, JobStatus::Queued, None).await?;
         }
+        // Pipelines pick up where they were: finished steps are not run again.
+        for name in pipelines {
+            if let Err(e) = self.advance(&name).await {
+                tracing::warn!(pipeline = %name, error = %e, "cannot resume the pipeline");
+            }
+        }
         Ok(())
     }
 }
@@ -661,7 +777,20 @@ fn failed_outcome(message: String) -> Outcome {
 }
 
 fn view(r: JobRecord) -> Job {
-    let doc: Option<JobDocument> = serde_json::from_str(&r.spec).ok();
+    let doc: Option<JobDocument> = serde_json::from_str(&r.spec).ok().or_else(|| {
+        // A pipeline's document, shown through the same fields.
+        let p: pipeline::PipelineDocument = serde_json::from_str(&r.spec).ok()?;
+        Some(JobDocument {
+            spec: p.spec,
+            experiment_name: p.experiment_name,
+            command: String::new(),
+            environment: String::new(),
+            plan: None,
+            outputs: p.outputs,
+            warnings: p.warnings,
+            reuse_parts: BTreeMap::new(),
+        })
+    });
     let spec = doc
         .as_ref()
         .and_then(|d| kiln_spec::yaml::parse(&d.spec).ok().flatten())

@@ -70,7 +70,8 @@ impl JobStatus {
             JobStatus::Queued => &["NotStarted"],
             JobStatus::Preparing => &["Queued"],
             JobStatus::Starting => &["Preparing"],
-            JobStatus::Running => &["Preparing", "Starting"],
+            // A pipeline has no launcher: it runs as soon as it is recorded.
+            JobStatus::Running => &["NotStarted", "Preparing", "Starting"],
             JobStatus::Finalizing => &["Preparing", "Starting", "Running"],
             JobStatus::CancelRequested => &["Preparing", "Starting", "Running", "Finalizing"],
             JobStatus::Completed | JobStatus::Failed => {

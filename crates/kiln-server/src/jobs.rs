@@ -29,6 +29,7 @@ use crate::{Identity, Shared};
         get_job,
         update_job,
         cancel_job,
+        pipeline_graph,
         archive_job,
         restore_job,
         job_log,
@@ -47,6 +48,8 @@ use crate::{Identity, Shared};
         JobOutput,
         JobPage,
         JobUpdate,
+        PipelineStep,
+        PipelineGraph,
         OutputFile,
         OutputFiles,
         ComputeTarget,
@@ -66,6 +69,7 @@ pub fn routes() -> Router<Shared> {
         .route("/jobs", post(create_job).get(list_jobs))
         .route("/jobs/{name}", get(get_job).patch(update_job))
         .route("/jobs/{name}/cancel", post(cancel_job))
+        .route("/jobs/{name}/graph", get(pipeline_graph))
         .route("/jobs/{name}/archive", post(archive_job))
         .route("/jobs/{name}/restore", post(restore_job))
         .route("/jobs/{name}/log", get(job_log))
@@ -134,6 +138,8 @@ struct JobListQuery {
     /// `include` to list archived jobs too, `only` for archived jobs alone.
     archived: Option<String>,
     max_results: Option<i64>,
+    /// The steps of this pipeline job (top-level jobs when left out).
+    parent_job_name: Option<String>,
 }
 
 #[utoipa::path(get, path = "/api/v1/jobs", params(JobListQuery), responses((status = 200, body = JobPage)))]
@@ -153,7 +159,8 @@ async fn list_jobs(
     {
         return Err(ApiError::invalid("max_results must be at least 1"));
     }
-    let jobs = s.orchestrator.list(&kiln_orchestrator::ListJobs { archived_only, limit: q.max_results }).await?;
+    let list = kiln_orchestrator::ListJobs { archived_only, limit: q.max_results, parent: q.parent_job_name };
+    let jobs = s.orchestrator.list(&list).await?;
     Ok(Json(JobPage { jobs: jobs.into_iter().map(job).collect() }))
 }
 
@@ -161,6 +168,28 @@ async fn list_jobs(
     responses((status = 200, body = Job), (status = 404, body = ErrorBody)))]
 async fn get_job(State(s): State<Shared>, Path(name): Path<String>) -> ApiResult<Json<Job>> {
     Ok(Json(job(s.orchestrator.get(&name).await?)))
+}
+
+/// A pipeline job's steps (with their jobs, statuses and reuse) and edges.
+#[utoipa::path(get, path = "/api/v1/jobs/{name}/graph", params(("name" = String, Path, description = "Pipeline job name")),
+    responses((status = 200, body = PipelineGraph), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn pipeline_graph(State(s): State<Shared>, Path(name): Path<String>) -> ApiResult<Json<PipelineGraph>> {
+    let steps = s.orchestrator.pipeline_steps(&name).await?;
+    let edges =
+        steps.iter().flat_map(|st| st.after.iter().map(|a| [a.clone(), st.name.clone()]).collect::<Vec<_>>()).collect();
+    let nodes = steps
+        .into_iter()
+        .map(|st| PipelineStep {
+            name: st.name,
+            component: st.component,
+            job: st.job,
+            status: st.status.map(|x| x.as_str().to_string()),
+            reused_from: st.reused_from,
+            reuse: st.reuse,
+            attempts: st.attempts,
+        })
+        .collect();
+    Ok(Json(PipelineGraph { nodes, edges }))
 }
 
 #[utoipa::path(patch, path = "/api/v1/jobs/{name}", request_body = JobUpdate,

@@ -4,50 +4,47 @@
 //! change is a compare-and-set (`set_job_status` names the statuses it may leave), so a
 //! cancel racing a completion cannot both win.
 
+use sqlx::any::AnyRow;
+use sqlx::{FromRow, Row as _};
+
 use crate::model::{ComputeTarget, JobFilter, JobRecord};
 use crate::sql::Sql;
 use crate::{Result, Store, StoreError, now_ms, unique_as_exists};
 
 const COLUMNS: &str = "name, kind, display_name, description, experiment_id, compute, status, failure, spec, tags, \
-                       properties, created_at, updated_at, archived, runner";
+                       properties, created_at, updated_at, archived, runner, parent, reuse_key, lineage";
 
-type Row = (
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    i64,
-    String,
-    String,
-    Option<String>,
-    String,
-    String,
-    String,
-    i64,
-    i64,
-    i64,
-    Option<String>,
-);
+/// A `jobs` row, read by position in `COLUMNS` order.
+struct Row(JobRecord);
+
+impl<'r> FromRow<'r, AnyRow> for Row {
+    fn from_row(r: &'r AnyRow) -> sqlx::Result<Row> {
+        Ok(Row(JobRecord {
+            name: r.try_get(0)?,
+            kind: r.try_get(1)?,
+            display_name: r.try_get(2)?,
+            description: r.try_get(3)?,
+            experiment_id: r.try_get(4)?,
+            compute: r.try_get(5)?,
+            status: r.try_get(6)?,
+            failure: r.try_get(7)?,
+            spec: r.try_get(8)?,
+            tags: r.try_get(9)?,
+            properties: r.try_get(10)?,
+            created_at: r.try_get(11)?,
+            updated_at: r.try_get(12)?,
+            archived: r.try_get::<i64, _>(13)? != 0,
+            runner: r.try_get(14)?,
+            parent: r.try_get(15)?,
+            reuse_key: r.try_get(16)?,
+            lineage: r.try_get(17)?,
+            transitions: Vec::new(),
+        }))
+    }
+}
 
 fn record(r: Row) -> JobRecord {
-    JobRecord {
-        name: r.0,
-        kind: r.1,
-        display_name: r.2,
-        description: r.3,
-        experiment_id: r.4,
-        compute: r.5,
-        status: r.6,
-        failure: r.7,
-        spec: r.8,
-        tags: r.9,
-        properties: r.10,
-        created_at: r.11,
-        updated_at: r.12,
-        archived: r.13 != 0,
-        runner: r.14,
-        transitions: Vec::new(),
-    }
+    r.0
 }
 
 impl Store {
@@ -60,7 +57,9 @@ impl Store {
         sql.push(", ").bind(&job.compute).push(", ").bind(&job.status).push(", ").bind(job.failure.clone());
         sql.push(", ").bind(&job.spec).push(", ").bind(&job.tags).push(", ").bind(&job.properties);
         sql.push(", ").bind(job.created_at).push(", ").bind(job.updated_at);
-        sql.push(", ").bind(job.archived as i64).push(", ").bind(job.runner.clone()).push(")");
+        sql.push(", ").bind(job.archived as i64).push(", ").bind(job.runner.clone());
+        sql.push(", ").bind(job.parent.clone()).push(", ").bind(job.reuse_key.clone());
+        sql.push(", ").bind(job.lineage.clone()).push(")");
         sql.execute(&mut *tx).await.map_err(unique_as_exists(|| format!("job '{}'", job.name)))?;
         let mut t = Sql::new(self.dialect, "INSERT INTO job_transitions (job_name, status, at) VALUES (");
         t.bind(&job.name).push(", ").bind(&job.status).push(", ").bind(job.created_at).push(")");
@@ -95,6 +94,15 @@ impl Store {
         if let Some(compute) = &filter.compute {
             sql.push(" AND compute = ").bind(compute);
         }
+        match &filter.parent {
+            Some(p) => {
+                sql.push(" AND parent = ").bind(p);
+            }
+            None if filter.top_level_only => {
+                sql.push(" AND parent IS NULL");
+            }
+            None => {}
+        }
         if filter.oldest_first {
             sql.push(" ORDER BY created_at ASC, name ASC");
         } else {
@@ -128,6 +136,30 @@ impl Store {
         t.execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// The newest completed job with this reuse key, if any.
+    pub async fn find_reusable_job(&self, reuse_key: &str) -> Result<Option<JobRecord>> {
+        let mut sql = Sql::new(self.dialect, &format!("SELECT {COLUMNS} FROM jobs WHERE reuse_key = "));
+        sql.bind(reuse_key).push(" AND status = ").bind("Completed").push(" ORDER BY created_at DESC LIMIT 1");
+        Ok(sql.fetch_optional::<Row, _>(&self.reader).await?.map(record))
+    }
+
+    /// The newest job of a lineage (the same step of the same pipeline in an experiment) that
+    /// ran rather than being reused, other than `except`.
+    pub async fn latest_run_of_lineage(&self, lineage: &str, except: &str) -> Result<Option<JobRecord>> {
+        let mut sql = Sql::new(self.dialect, &format!("SELECT {COLUMNS} FROM jobs WHERE lineage = "));
+        sql.bind(lineage).push(" AND name <> ").bind(except).push(" AND reuse_key IS NOT NULL");
+        sql.push(" ORDER BY created_at DESC LIMIT 1");
+        Ok(sql.fetch_optional::<Row, _>(&self.reader).await?.map(record))
+    }
+
+    /// Replaces a job's stored document (a pipeline's, as its steps end).
+    pub async fn set_job_spec(&self, name: &str, spec: &str) -> Result<()> {
+        let mut sql = Sql::new(self.dialect, "UPDATE jobs SET spec = ");
+        sql.bind(spec).push(", updated_at = ").bind(now_ms()).push(" WHERE name = ").bind(name);
+        sql.execute(&self.writer).await?;
+        Ok(())
     }
 
     /// Records where a job runs, for finding it again after a restart.

@@ -85,6 +85,7 @@ struct Migration {
 const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "tracking", sql: include_str!("../migrations/0001_tracking.sql") },
     Migration { version: 2, name: "jobs", sql: include_str!("../migrations/0002_jobs.sql") },
+    Migration { version: 3, name: "pipelines", sql: include_str!("../migrations/0003_pipelines.sql") },
 ];
 
 impl Store {

@@ -231,6 +231,12 @@ pub struct JobRecord {
     pub updated_at: i64,
     pub archived: bool,
     pub runner: Option<String>,
+    /// The pipeline job a step belongs to.
+    pub parent: Option<String>,
+    /// What a step's reuse is decided by: a completed job with the same key is reused.
+    pub reuse_key: Option<String>,
+    /// The same step across submissions (experiment and step path), to say why a step ran.
+    pub lineage: Option<String>,
     /// `(status, at)`, oldest first; filled by `get_job` only.
     pub transitions: Vec<(String, i64)>,
 }
@@ -242,6 +248,10 @@ pub struct JobFilter {
     pub archived: Option<bool>,
     pub statuses: Vec<String>,
     pub compute: Option<String>,
+    /// Only the steps of this pipeline job.
+    pub parent: Option<String>,
+    /// Leave pipeline steps out (when `parent` is not set).
+    pub top_level_only: bool,
     pub oldest_first: bool,
     pub limit: Option<i64>,
 }

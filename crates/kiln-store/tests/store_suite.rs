@@ -409,7 +409,42 @@ fn job(name: &str, created_at: i64) -> JobRecord {
         updated_at: created_at,
         archived: false,
         runner: None,
+        parent: None,
+        reuse_key: None,
+        lineage: None,
         transitions: Vec::new(),
+    }
+}
+
+#[tokio::test]
+async fn pipeline_steps_are_listed_by_parent_and_found_by_reuse_key_and_lineage() {
+    for b in backends().await {
+        let s = &b.store;
+        s.insert_job(&JobRecord { kind: "pipeline".into(), ..job("p", 1) }).await.unwrap();
+        let step = |name: &str, at: i64, status: &str, key: Option<&str>| JobRecord {
+            status: status.into(),
+            parent: Some("p".into()),
+            reuse_key: key.map(str::to_string),
+            lineage: Some("0/train".into()),
+            ..job(name, at)
+        };
+        s.insert_job(&step("s1", 2, "Completed", Some("k1"))).await.unwrap();
+        s.insert_job(&step("s2", 3, "Failed", Some("k1"))).await.unwrap();
+        s.insert_job(&step("s3", 4, "Completed", None)).await.unwrap();
+        let top = s.list_jobs(&JobFilter { top_level_only: true, ..Default::default() }).await.unwrap();
+        assert_eq!(top.iter().map(|j| j.name.as_str()).collect::<Vec<_>>(), ["p"], "{}", b.name);
+        let of_p = JobFilter { parent: Some("p".into()), oldest_first: true, ..Default::default() };
+        let steps = s.list_jobs(&of_p).await.unwrap();
+        assert_eq!(steps.iter().map(|j| j.name.as_str()).collect::<Vec<_>>(), ["s1", "s2", "s3"]);
+        assert_eq!(steps[0].reuse_key.as_deref(), Some("k1"));
+        // Only a completed job is a reuse source.
+        assert_eq!(s.find_reusable_job("k1").await.unwrap().unwrap().name, "s1", "{}", b.name);
+        assert!(s.find_reusable_job("k2").await.unwrap().is_none());
+        // The newest run with a key (s3 has none: a forced rerun), not the asking job itself.
+        assert_eq!(s.latest_run_of_lineage("0/train", "s9").await.unwrap().unwrap().name, "s2");
+        assert_eq!(s.latest_run_of_lineage("0/train", "s2").await.unwrap().unwrap().name, "s1");
+        s.set_job_spec("p", "{\"x\":1}").await.unwrap();
+        assert_eq!(s.get_job("p").await.unwrap().unwrap().spec, "{\"x\":1}");
     }
 }
 
