@@ -133,12 +133,26 @@ impl Client {
         self.get(&format!("/jobs/{}", encode(name)), vec![]).await
     }
 
-    pub async fn jobs(&self, archived: Option<&str>, max_results: Option<i64>) -> Result<JobPage> {
+    pub async fn jobs(
+        &self,
+        archived: Option<&str>,
+        max_results: Option<i64>,
+        parent: Option<String>,
+    ) -> Result<JobPage> {
         self.get(
             "/jobs",
-            vec![("archived", archived.map(str::to_string)), ("max_results", max_results.map(|m| m.to_string()))],
+            vec![
+                ("archived", archived.map(str::to_string)),
+                ("max_results", max_results.map(|m| m.to_string())),
+                ("parent_job_name", parent),
+            ],
         )
         .await
+    }
+
+    /// A pipeline job's steps and edges.
+    pub async fn pipeline_graph(&self, name: &str) -> Result<PipelineGraph> {
+        self.get(&format!("/jobs/{}/graph", encode(name)), vec![]).await
     }
 
     /// `cancel`, `archive` or `restore`.

@@ -570,6 +570,8 @@ impl Orchestrator {
                 .list_jobs(&JobFilter {
                     statuses: active.clone(),
                     compute: Some(target.name.clone()),
+                    // A pipeline takes no slot: its steps do.
+                    kind: Some("command".into()),
                     ..Default::default()
                 })
                 .await?
@@ -583,6 +585,7 @@ impl Orchestrator {
                 .list_jobs(&JobFilter {
                     statuses: vec![JobStatus::Queued.as_str().into()],
                     compute: Some(target.name.clone()),
+                    kind: Some("command".into()),
                     oldest_first: true,
                     limit: Some(free),
                     ..Default::default()
@@ -623,7 +626,12 @@ impl Orchestrator {
                     .await;
             }
         };
-        self.track(&record.name, runner, rx).await
+        self.track(&record.name, runner.clone(), rx).await?;
+        // A cancel that came while the launcher was being started found nothing to stop.
+        if self.store().get_job(&record.name).await?.is_some_and(|r| r.status == JobStatus::CancelRequested.as_str()) {
+            self.inner.backend.cancel(&runner);
+        }
+        Ok(())
     }
 
     /// Records a running launcher and follows its events until the job ends.
@@ -688,6 +696,14 @@ impl Orchestrator {
             },
             OutcomeStatus::Failed => (JobStatus::Failed, outcome.message),
             OutcomeStatus::Canceled => (JobStatus::Canceled, outcome.message),
+        };
+        // A launcher stopped by a cancel before it could say so ends canceled, not failed.
+        let canceling =
+            self.store().get_job(name).await?.is_some_and(|r| r.status == JobStatus::CancelRequested.as_str());
+        let (status, reason) = if canceling && status == JobStatus::Failed {
+            (JobStatus::Canceled, Some(format!("canceled ({})", reason.unwrap_or_default())))
+        } else {
+            (status, reason)
         };
         self.move_to(name, status, reason.as_deref()).await?;
         self.mirror_run_end(name, status).await;

@@ -329,7 +329,9 @@ impl Orchestrator {
             };
             let state = if state != State::Waiting {
                 state
-            } else if step.upstream.iter().any(|u| matches!(states[*u], State::Failed(_) | State::Blocked)) {
+            } else if status == JobStatus::CancelRequested
+                || step.upstream.iter().any(|u| matches!(states[*u], State::Failed(_) | State::Blocked))
+            {
                 State::Blocked
             } else if step.upstream.iter().all(|u| matches!(states[*u], State::Done(_))) {
                 let upstream: HashMap<usize, String> = step
@@ -367,6 +369,10 @@ impl Orchestrator {
             })
             .collect();
         let active = states.contains(&State::Active);
+        if status == JobStatus::CancelRequested {
+            // Canceled steps are not failures; the pipeline ends once none runs.
+            return if active { Ok(()) } else { self.end_pipeline(name, JobStatus::Canceled, Some("canceled")).await };
+        }
         if !failures.is_empty() && !p.settings.continue_on_step_failure {
             let reason = failures[0].to_string();
             for c in latest.values() {
@@ -378,9 +384,6 @@ impl Orchestrator {
         }
         if active || (states.contains(&State::Waiting) && failures.is_empty()) {
             return Ok(());
-        }
-        if status == JobStatus::CancelRequested {
-            return self.end_pipeline(name, JobStatus::Canceled, Some("canceled")).await;
         }
         if failures.is_empty() && states.iter().all(|s| matches!(s, State::Done(_))) {
             for (out, (i, step_out)) in &graph.outputs {

@@ -94,6 +94,9 @@ impl Store {
         if let Some(compute) = &filter.compute {
             sql.push(" AND compute = ").bind(compute);
         }
+        if let Some(kind) = &filter.kind {
+            sql.push(" AND kind = ").bind(kind);
+        }
         match &filter.parent {
             Some(p) => {
                 sql.push(" AND parent = ").bind(p);

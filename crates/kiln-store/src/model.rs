@@ -248,6 +248,8 @@ pub struct JobFilter {
     pub archived: Option<bool>,
     pub statuses: Vec<String>,
     pub compute: Option<String>,
+    /// Only jobs of this kind (`command`, `pipeline`).
+    pub kind: Option<String>,
     /// Only the steps of this pipeline job.
     pub parent: Option<String>,
     /// Leave pipeline steps out (when `parent` is not set).

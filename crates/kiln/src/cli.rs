@@ -191,8 +191,11 @@ pub enum JobCmd {
         include_archived: bool,
         #[arg(long)]
         archived_only: bool,
+        /// The steps of this pipeline job.
+        #[arg(long)]
+        parent_job_name: Option<String>,
     },
-    /// Follow a job's output live until it ends.
+    /// Follow a job's output live until it ends (every step of a pipeline).
     Stream {
         #[arg(long, short = 'n')]
         name: String,
@@ -424,11 +427,19 @@ pub async fn run(args: Args) -> Result<()> {
             }
             Ok(())
         }
-        Command::Job(JobCmd::Show { name }) => output::job(&client.job(&name).await?, format),
-        Command::Job(JobCmd::List { max_results, all_results, include_archived, archived_only }) => {
+        Command::Job(JobCmd::Show { name }) => {
+            let job = client.job(&name).await?;
+            output::job(&job, format)?;
+            if job.kind == "pipeline" && matches!(format, Format::Table) {
+                println!();
+                output::pipeline_steps(&client.pipeline_graph(&name).await?.nodes);
+            }
+            Ok(())
+        }
+        Command::Job(JobCmd::List { max_results, all_results, include_archived, archived_only, parent_job_name }) => {
             let archived = archived_flag(include_archived, archived_only);
             let limit = if all_results { None } else { Some(max_results) };
-            output::jobs(&client.jobs(archived, limit).await?.jobs, format)
+            output::jobs(&client.jobs(archived, limit, parent_job_name).await?.jobs, format)
         }
         Command::Job(JobCmd::Stream { name }) => jobs::stream(&client, &name).await.map(|_| ()),
         Command::Job(JobCmd::Cancel { name }) => output::job(&client.job_action(&name, "cancel").await?, format),

@@ -147,6 +147,9 @@ async fn create_pipeline(client: &Client, file: &Path, set: &[String], mut tree:
 
 /// Follows a job's log live until it ends; an error when it did not complete.
 pub async fn stream(client: &Client, name: &str) -> Result<Job> {
+    if client.job(name).await?.kind == "pipeline" {
+        return stream_pipeline(client, name).await;
+    }
     eprintln!("RunId: {name}");
     eprintln!("Streaming user_logs/std_log.txt");
     eprintln!("===============================");
@@ -184,6 +187,57 @@ pub async fn stream(client: &Client, name: &str) -> Result<Job> {
             return Ok(job);
         }
         // The stream ended early (the server restarted): pick up where it stopped.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// Follows a pipeline: each step's status as it changes, and each step's log (lines prefixed
+/// with the step's name) as it is written, until the pipeline ends.
+async fn stream_pipeline(client: &Client, name: &str) -> Result<Job> {
+    eprintln!("RunId: {name}");
+    eprintln!("Streaming the steps of pipeline {name}");
+    eprintln!("===============================");
+    let mut seen: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    let mut offsets: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    let mut out = std::io::stdout();
+    loop {
+        let job = client.job(name).await?;
+        let graph = client.pipeline_graph(name).await?;
+        for step in &graph.nodes {
+            let (Some(step_job), Some(status)) = (&step.job, &step.status) else { continue };
+            if seen.get(&step.name) != Some(status) {
+                let why = step.reuse.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
+                eprintln!("[{}] {status}{why}", step.name);
+                seen.insert(step.name.clone(), status.clone());
+            }
+            if step.reused_from.is_some() {
+                continue;
+            }
+            let offset = offsets.entry(step.name.clone()).or_default();
+            let mut log = client.job_log(step_job, false, *offset).await?;
+            let mut pending = Vec::new();
+            while let Some(chunk) = log.chunk().await.context("reading a step's log")? {
+                pending.extend_from_slice(&chunk);
+            }
+            // Whole lines only, so prefixes land at line starts.
+            let upto = pending.iter().rposition(|b| *b == b'\n').map(|i| i + 1).unwrap_or(0);
+            for line in String::from_utf8_lossy(&pending[..upto]).lines() {
+                writeln!(out, "[{}] {line}", step.name)?;
+            }
+            *offset += upto as u64;
+        }
+        out.flush()?;
+        if matches!(job.status.as_str(), "Completed" | "Failed" | "Canceled") {
+            eprintln!();
+            eprintln!("Execution Summary");
+            eprintln!("=================");
+            eprintln!("RunId: {name}");
+            eprintln!("Status: {}", job.status);
+            if job.status != "Completed" {
+                bail!("pipeline {name} {}: {}", job.status.to_lowercase(), job.failure.clone().unwrap_or_default());
+            }
+            return Ok(job);
+        }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }

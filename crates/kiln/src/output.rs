@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use clap::ValueEnum;
-use kiln_api::{ComputeTarget, DataAsset, EnvironmentAsset, Experiment, Job, Model, ModelAsset, Run};
+use kiln_api::{ComputeTarget, DataAsset, EnvironmentAsset, Experiment, Job, Model, ModelAsset, PipelineStep, Run};
 use serde::Serialize;
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -436,4 +436,23 @@ pub fn validated_pipeline(
         summary.steps.iter().map(|s| vec![s.name.to_string(), s.component.to_string(), s.after.join(", ")]).collect(),
     );
     Ok(())
+}
+
+/// A pipeline's steps: status, job, and why each ran or was reused.
+pub fn pipeline_steps(steps: &[PipelineStep]) {
+    table(
+        &["STEP", "STATUS", "JOB", "COMPONENT", "REUSE"],
+        steps
+            .iter()
+            .map(|s| {
+                vec![
+                    s.name.clone(),
+                    s.status.clone().unwrap_or_else(|| "-".into()),
+                    s.job.clone().unwrap_or_default(),
+                    s.component.clone(),
+                    s.reuse.clone().unwrap_or_default(),
+                ]
+            })
+            .collect(),
+    );
 }
