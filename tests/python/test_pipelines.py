@@ -341,3 +341,47 @@ jobs:
         assert "first" in log_of(srv, steps["second"]["job"])
     finally:
         srv.stop()
+
+
+def test_registered_components_by_version_and_latest(server, tmp_path):
+    components(tmp_path)
+    prep = tmp_path / "components" / "prep.yml"
+    first = kiln(server, "-o", "json", "component", "create", "-f", str(prep))
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)[0]["version"] == "1" and json.loads(first.stdout)[0]["inputs"] == ["raw", "rows", "seed"]
+    assert kiln(server, "component", "create", "-f", str(prep)).returncode == 0, "the same content again is fine"
+    prep.write_text(prep.read_text().replace("default: 3", "default: 4"))
+    clash = kiln(server, "component", "create", "-f", str(prep))
+    assert clash.returncode != 0 and "already exists with different content" in clash.stderr, clash.stderr
+    assert kiln(server, "component", "create", "-f", str(prep), "--set", "version=2").returncode == 0
+    branch = kiln(server, "-o", "json", "component", "create", "-f", str(tmp_path / "components" / "branch.yml"))
+    assert branch.returncode == 0 and json.loads(branch.stdout)[0]["version"] == "1", branch.stderr
+    listed = json.loads(kiln(server, "-o", "json", "component", "list", "-n", "prep").stdout)
+    assert sorted(c["version"] for c in listed) == ["1", "2"]
+
+    write(tmp_path / "raw" / "r.csv", "1\n")
+    spec = write(
+        tmp_path / "registered.yml",
+        """type: pipeline
+inputs: {raw: {type: uri_folder, path: ./raw}}
+jobs:
+  old:
+    component: azureml:prep:1
+    inputs: {raw: "${{parent.inputs.raw}}"}
+  new:
+    component: azureml:prep@latest
+    inputs: {raw: "${{parent.inputs.raw}}"}
+  tagged:
+    component: azureml:branch@latest
+    inputs: {data: "${{parent.jobs.new.outputs.clean}}", tag: T}
+""",
+    )
+    done = wait_status(server, create(server, spec)["name"])
+    assert done["status"] == "Completed", done
+    steps = graph(server, done["name"])
+    assert "rows=3" in log_of(server, steps["old"]["job"]) and "rows=4" in log_of(server, steps["new"]["job"])
+    assert steps["tagged"]["component"] == "azureml:branch@latest"
+
+    unknown = write(tmp_path / "unknown.yml", "type: pipeline\njobs:\n  x:\n    component: azureml:nope@latest\n")
+    out = kiln(server, "job", "create", "-f", str(unknown))
+    assert out.returncode != 0 and f"{unknown}:4:16: component: 'azureml:nope@latest' is not a registered component" in out.stderr, out.stderr

@@ -316,6 +316,40 @@ pub struct DataPage {
     pub data: Vec<DataAsset>,
 }
 
+/// A registered component version.
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct ComponentAsset {
+    pub name: String,
+    pub version: String,
+    /// `command` or `pipeline`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub display_name: Option<String>,
+    pub description: Option<String>,
+    pub inputs: Vec<String>,
+    pub outputs: Vec<String>,
+    pub is_deterministic: bool,
+    #[schema(value_type = Object)]
+    pub spec: serde_json::Value,
+    pub created_at: i64,
+    pub archived: bool,
+}
+
+/// A component spec (YAML or JSON text) whose component files are inlined and local paths
+/// uploaded (`kiln component create` does both).
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct ComponentCreate {
+    pub spec: String,
+    /// How error messages name the spec.
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct ComponentPage {
+    pub components: Vec<ComponentAsset>,
+}
+
 /// A version of a registered model, as an asset: the same object the MLflow registry shows.
 #[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
 pub struct ModelAsset {

@@ -221,6 +221,10 @@ impl Client {
         self.send(reqwest::Method::POST, "/environments", Some(e)).await
     }
 
+    pub async fn create_component(&self, spec: String, source: String) -> Result<ComponentAsset> {
+        self.send(reqwest::Method::POST, "/components", Some(&ComponentCreate { spec, source: Some(source) })).await
+    }
+
     pub async fn create_model(&self, m: &ModelCreate) -> Result<ModelAsset> {
         self.send(reqwest::Method::POST, "/models", Some(m)).await
     }

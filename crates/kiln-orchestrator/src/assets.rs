@@ -85,7 +85,7 @@ struct EnvironmentSpec {
     tags: BTreeMap<String, String>,
 }
 
-fn check_name(kind: &str, name: &str) -> Result<()> {
+pub(crate) fn check_name(kind: &str, name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 255
         && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
@@ -97,7 +97,7 @@ fn check_name(kind: &str, name: &str) -> Result<()> {
     }
 }
 
-fn check_version(version: Option<&str>) -> Result<()> {
+pub(crate) fn check_version(version: Option<&str>) -> Result<()> {
     match version {
         Some(v) if v.is_empty() || v == "latest" || v.contains(['/', ':', '@']) => {
             Err(ServiceError::invalid(format!("version '{v}' is not allowed")))
@@ -106,7 +106,7 @@ fn check_version(version: Option<&str>) -> Result<()> {
     }
 }
 
-fn content_hash(parts: &[&str]) -> String {
+pub(crate) fn content_hash(parts: &[&str]) -> String {
     let mut h = Sha256::new();
     for p in parts {
         h.update(p.as_bytes());
@@ -115,7 +115,7 @@ fn content_hash(parts: &[&str]) -> String {
     hex::encode(h.finalize())
 }
 
-fn created(kind: &str, result: AssetCreated) -> Result<AssetRecord> {
+pub(crate) fn created(kind: &str, result: AssetCreated) -> Result<AssetRecord> {
     match result {
         AssetCreated::New(r) | AssetCreated::Same(r) => Ok(r),
         AssetCreated::Conflict(r) => Err(ServiceError::exists(format!(
@@ -271,7 +271,7 @@ impl Orchestrator {
         Ok(())
     }
 
-    async fn asset(&self, kind: &str, name: &str, version: Option<&str>) -> Result<AssetRecord> {
+    pub(crate) async fn asset(&self, kind: &str, name: &str, version: Option<&str>) -> Result<AssetRecord> {
         let record = match version.filter(|v| *v != "latest") {
             Some(v) => self.store().get_asset(kind, name, v).await?,
             None => self.store().latest_asset(kind, name).await?,

@@ -9,6 +9,7 @@
 //! again, and the others are failed with the reason.
 
 mod assets;
+mod components;
 mod environments;
 mod local;
 mod models;
@@ -29,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc, watch};
 
 pub use assets::{DataAsset, EnvironmentAsset, NewData, NewEnvironment};
+pub use components::ComponentAsset;
 pub use environments::{EnvironmentDefinition, curated, curated_names};
 pub use local::Runner;
 pub use models::{MODEL_TYPES, ModelAsset, NewModel};

@@ -24,6 +24,11 @@ use crate::error::{ApiError, ApiResult, body, query};
         get_environment,
         archive_environment,
         restore_environment,
+        create_component,
+        list_components,
+        get_component,
+        archive_component,
+        restore_component,
         create_model,
         list_model_versions,
         get_model_version,
@@ -39,7 +44,10 @@ use crate::error::{ApiError, ApiResult, body, query};
         EnvironmentPage,
         ModelAsset,
         ModelCreate,
-        ModelAssetPage
+        ModelAssetPage,
+        ComponentAsset,
+        ComponentCreate,
+        ComponentPage
     ))
 )]
 pub(crate) struct AssetsDoc;
@@ -54,6 +62,10 @@ pub fn routes() -> Router<Shared> {
         .route("/environments/{name}/versions/{version}", get(get_environment))
         .route("/environments/{name}/archive", post(archive_environment))
         .route("/environments/{name}/restore", post(restore_environment))
+        .route("/components", post(create_component).get(list_components))
+        .route("/components/{name}/versions/{version}", get(get_component))
+        .route("/components/{name}/archive", post(archive_component))
+        .route("/components/{name}/restore", post(restore_component))
         // `GET /models` (registered models) is the native API's; `POST` creates a version.
         .route("/models/{name}/versions", get(list_model_versions))
         .route("/models/{name}/versions/{version}", get(get_model_version))
@@ -327,4 +339,70 @@ async fn restore_model(
     q: Result<Query<VersionQuery>, QueryRejection>,
 ) -> ApiResult<Json<serde_json::Value>> {
     set_archived(&s, "model", &name, q, false).await
+}
+
+fn component(c: kiln_orchestrator::ComponentAsset) -> ComponentAsset {
+    ComponentAsset {
+        name: c.name,
+        version: c.version,
+        kind: c.kind,
+        display_name: c.display_name,
+        description: c.description,
+        inputs: c.inputs,
+        outputs: c.outputs,
+        is_deterministic: c.is_deterministic,
+        spec: c.spec,
+        created_at: c.created_at,
+        archived: c.archived,
+    }
+}
+
+/// Registers a component version (the next integer unless the spec has `version:`).
+#[utoipa::path(post, path = "/api/v1/components", request_body = ComponentCreate,
+    responses((status = 200, body = ComponentAsset), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn create_component(
+    State(s): State<Shared>,
+    b: Result<Json<ComponentCreate>, JsonRejection>,
+) -> ApiResult<Json<ComponentAsset>> {
+    let b = body(b)?;
+    let source = b.source.unwrap_or_else(|| "request".into());
+    Ok(Json(component(s.orchestrator.create_component(&b.spec, &source).await?)))
+}
+
+#[utoipa::path(get, path = "/api/v1/components", params(AssetListQuery), responses((status = 200, body = ComponentPage)))]
+async fn list_components(
+    State(s): State<Shared>,
+    q: Result<Query<AssetListQuery>, QueryRejection>,
+) -> ApiResult<Json<ComponentPage>> {
+    let q = query(q)?;
+    let items = s.orchestrator.list_components(q.name.as_deref(), archived(q.archived.as_deref())?).await?;
+    Ok(Json(ComponentPage { components: items.into_iter().map(component).collect() }))
+}
+
+/// One version; `latest` is the most recently created version that is not archived.
+#[utoipa::path(get, path = "/api/v1/components/{name}/versions/{version}",
+    responses((status = 200, body = ComponentAsset), (status = 404, body = ErrorBody)))]
+async fn get_component(
+    State(s): State<Shared>,
+    Path((name, version)): Path<(String, String)>,
+) -> ApiResult<Json<ComponentAsset>> {
+    Ok(Json(component(s.orchestrator.get_component(&name, Some(&version)).await?)))
+}
+
+#[utoipa::path(post, path = "/api/v1/components/{name}/archive", params(VersionQuery), responses((status = 200), (status = 404, body = ErrorBody)))]
+async fn archive_component(
+    State(s): State<Shared>,
+    Path(name): Path<String>,
+    q: Result<Query<VersionQuery>, QueryRejection>,
+) -> ApiResult<Json<serde_json::Value>> {
+    set_archived(&s, "component", &name, q, true).await
+}
+
+#[utoipa::path(post, path = "/api/v1/components/{name}/restore", params(VersionQuery), responses((status = 200), (status = 404, body = ErrorBody)))]
+async fn restore_component(
+    State(s): State<Shared>,
+    Path(name): Path<String>,
+    q: Result<Query<VersionQuery>, QueryRejection>,
+) -> ApiResult<Json<serde_json::Value>> {
+    set_archived(&s, "component", &name, q, false).await
 }

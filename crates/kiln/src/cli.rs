@@ -41,6 +41,9 @@ pub enum Command {
     /// Compute targets jobs run on.
     #[command(subcommand)]
     Compute(ComputeCmd),
+    /// Components (command and pipeline), versioned, for pipelines to name.
+    #[command(subcommand)]
+    Component(AssetCmd<ComponentCreateArgs>),
     /// Data assets (versioned).
     #[command(subcommand)]
     Data(AssetCmd<DataCreateArgs>),
@@ -89,6 +92,16 @@ pub enum AssetCmd<C: clap::Args> {
         #[arg(long, short = 'v')]
         version: Option<String>,
     },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ComponentCreateArgs {
+    /// A command or pipeline component YAML file.
+    #[arg(long, short = 'f')]
+    pub file: PathBuf,
+    /// Overrides, e.g. `--set version=2`.
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    pub set: Vec<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -409,6 +422,7 @@ pub async fn run(args: Args) -> Result<()> {
         Command::Runs(RunCmd::Show { run_id }) => output::run(&client.run(&run_id).await?, format),
         Command::Models(cmd) => model(&client, cmd, format).await,
         Command::Data(cmd) => data(&client, cmd, format).await,
+        Command::Component(cmd) => component(&client, cmd, format).await,
         Command::Environment(cmd) => environment(&client, cmd, format).await,
         Command::Launch { job_dir } => {
             kiln_launcher::launch(&job_dir).await;
@@ -456,7 +470,7 @@ pub async fn run(args: Args) -> Result<()> {
             if let Some(name) = name {
                 set.push(format!("name={name}"));
             }
-            let (loaded, graph, warnings) = jobs::check_pipeline(&file, &set)?;
+            let (loaded, graph, warnings) = jobs::check_pipeline(&client, &file, &set).await?;
             if let kiln_spec::JobSpec::Pipeline(p) = &loaded.spec {
                 for w in &warnings {
                     eprintln!("warning: {w}");
@@ -499,6 +513,27 @@ async fn data(client: &Client, cmd: AssetCmd<DataCreateArgs>, format: Format) ->
         }
         AssetCmd::Restore { name, version } => {
             Ok(client.asset_action("data", &name, "restore", version.as_deref()).await?)
+        }
+    }
+}
+
+async fn component(client: &Client, cmd: AssetCmd<ComponentCreateArgs>, format: Format) -> Result<()> {
+    match cmd {
+        AssetCmd::Create(a) => output::components(&[jobs::create_component(client, &a.file, &a.set).await?], format),
+        AssetCmd::Show { name, version, label } => {
+            let v = version.or(label).unwrap_or_else(|| "latest".into());
+            output::components(&[client.asset("components", &name, &v).await?], format)
+        }
+        AssetCmd::List { name, include_archived, archived_only } => {
+            let page: kiln_api::ComponentPage =
+                client.assets("components", name, archived_flag(include_archived, archived_only)).await?;
+            output::components(&page.components, format)
+        }
+        AssetCmd::Archive { name, version } => {
+            Ok(client.asset_action("components", &name, "archive", version.as_deref()).await?)
+        }
+        AssetCmd::Restore { name, version } => {
+            Ok(client.asset_action("components", &name, "restore", version.as_deref()).await?)
         }
     }
 }

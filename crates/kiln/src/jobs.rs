@@ -105,9 +105,11 @@ fn default_experiment(tree: &mut Node, base: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Checks a pipeline with the component files it names; registered components are checked
-/// by the server when the pipeline is submitted.
-pub fn check_pipeline(
+/// Checks a pipeline with the component files it names and the registered components it
+/// names (fetched from the server; when the server cannot be reached they are left to the
+/// server to check at submission).
+pub async fn check_pipeline(
+    client: &Client,
     file: &Path,
     set: &[String],
 ) -> Result<(kiln_spec::Loaded<kiln_spec::JobSpec>, Option<kiln_spec::graph::Graph>, Vec<String>)> {
@@ -117,23 +119,49 @@ pub fn check_pipeline(
     };
     let mut components = kiln_spec::FileComponents::default();
     let mut warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
-    let graph = match kiln_spec::graph::flatten(p, &mut components) {
-        Ok((g, w)) => {
-            warnings.extend(w.iter().map(ToString::to_string));
-            Some(g)
+    let graph = loop {
+        match kiln_spec::graph::flatten(p, &mut components) {
+            Ok((g, w)) => {
+                warnings.extend(w.iter().map(ToString::to_string));
+                break Some(g);
+            }
+            Err(kiln_spec::graph::GraphError::Unknown { reference, file: at, pos }) => {
+                let r = reference.strip_prefix("azureml:").unwrap_or(&reference);
+                let (name, version) = match r.strip_suffix("@latest") {
+                    Some(n) => (n, "latest"),
+                    None => r.split_once(':').unwrap_or((r, "latest")),
+                };
+                match client.asset::<kiln_api::ComponentAsset>("components", name, version).await {
+                    Ok(c) => {
+                        let text = c.spec.to_string();
+                        let root = kiln_spec::parse_with_overrides(&reference, &text, &[])?;
+                        let src = kiln_spec::read::Source::new(reference.as_str());
+                        let parsed = kiln_spec::pipeline::component(&src, &root)?;
+                        components.registered.insert(reference, std::sync::Arc::new(parsed));
+                    }
+                    Err(kiln_client::ClientError::Api { status: 404, .. }) => bail!(
+                        "{at}:{}:{}: component: '{reference}' is not a registered component \
+                         (register it with `kiln component create -f FILE`)",
+                        pos.line,
+                        pos.col
+                    ),
+                    Err(e) => {
+                        warnings.push(format!(
+                            "{at}: component '{reference}' could not be fetched ({e}): checked when submitted"
+                        ));
+                        break None;
+                    }
+                }
+            }
+            Err(e) => return Err(e.into()),
         }
-        Err(kiln_spec::graph::GraphError::Unknown { reference, .. }) => {
-            warnings.push(format!("{}: component '{reference}' is registered: checked when submitted", file.display()));
-            None
-        }
-        Err(e) => return Err(e.into()),
     };
     warnings.extend(components.warnings.iter().map(ToString::to_string));
     Ok((loaded, graph, warnings))
 }
 
 async fn create_pipeline(client: &Client, file: &Path, set: &[String], mut tree: Node) -> Result<Job> {
-    let (loaded, _, warnings) = check_pipeline(file, set)?;
+    let (loaded, _, warnings) = check_pipeline(client, file, set).await?;
     for w in &warnings {
         eprintln!("warning: {w}");
     }
@@ -338,4 +366,21 @@ pub async fn create_compute(
     }
     let c = client.create_compute(&req).await?;
     output::computes(&[c], format)
+}
+
+/// Reads a component file (checked with file, line and field), inlines the component files it
+/// names and uploads its local paths, and registers it.
+pub async fn create_component(client: &Client, file: &Path, set: &[String]) -> Result<kiln_api::ComponentAsset> {
+    let loaded = kiln_spec::load_component(file, set)?;
+    for w in &loaded.warnings {
+        eprintln!("warning: {w}");
+    }
+    if loaded.spec.name().is_none() {
+        bail!("{}: name: a registered component needs a name", file.display());
+    }
+    let label = file.display().to_string();
+    let source = std::fs::read_to_string(file).with_context(|| format!("cannot read {label}"))?;
+    let mut tree = kiln_spec::parse_with_overrides(&label, &source, set)?;
+    crate::bundle::Bundler { client }.component(&mut tree, loaded.base_dir.clone(), label.clone(), 0).await?;
+    Ok(client.create_component(tree.to_flow(), label).await?)
 }

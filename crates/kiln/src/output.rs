@@ -3,7 +3,9 @@
 
 use anyhow::Result;
 use clap::ValueEnum;
-use kiln_api::{ComputeTarget, DataAsset, EnvironmentAsset, Experiment, Job, Model, ModelAsset, PipelineStep, Run};
+use kiln_api::{
+    ComponentAsset, ComputeTarget, DataAsset, EnvironmentAsset, Experiment, Job, Model, ModelAsset, PipelineStep, Run,
+};
 use serde::Serialize;
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -455,4 +457,28 @@ pub fn pipeline_steps(steps: &[PipelineStep]) {
             })
             .collect(),
     );
+}
+
+pub fn components(items: &[ComponentAsset], format: Format) -> Result<()> {
+    if structured(&items, format)? {
+        return Ok(());
+    }
+    table(
+        &["NAME", "VERSION", "TYPE", "INPUTS", "OUTPUTS", "CREATED", "ARCHIVED"],
+        items
+            .iter()
+            .map(|c| {
+                vec![
+                    c.name.clone(),
+                    c.version.clone(),
+                    c.kind.clone(),
+                    c.inputs.join(", "),
+                    c.outputs.join(", "),
+                    time(Some(c.created_at)),
+                    if c.archived { "yes".into() } else { String::new() },
+                ]
+            })
+            .collect(),
+    );
+    Ok(())
 }
