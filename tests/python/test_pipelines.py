@@ -104,6 +104,12 @@ jobs:
     assert pipeline["type"] == "pipeline" and pipeline["properties"]["azureml.default_datestore"] == "typo"
     steps = graph(server, name)
     assert list(steps) == ["prep", "left", "right", "join"]
+    assert [steps[s]["component"] for s in steps] == [
+        "./components/prep.yml",
+        "file:./components/branch.yml",
+        "./components/branch.yml",
+        "inline",
+    ]
     assert {n["status"] for n in steps.values()} == {"Completed"}
     prep_log = log_of(server, steps["prep"]["job"])
     assert "rows=3" in prep_log and "seed" not in prep_log, prep_log

@@ -298,7 +298,7 @@ fn fit(src: &Source, pos: Pos, field: &str, port: &InputPort, value: Value) -> R
 
 fn label(r: &ComponentRef) -> String {
     match r {
-        ComponentRef::Inline(_) => "inline".into(),
+        ComponentRef::Inline(c) => c.source().unwrap_or("inline").to_string(),
         ComponentRef::File { path, .. } => path.clone(),
         ComponentRef::Registered { reference, .. } => reference.clone(),
     }

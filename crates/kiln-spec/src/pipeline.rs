@@ -73,6 +73,8 @@ pub struct CommandComponent {
     pub timeout_s: Option<u64>,
     /// The file it was read from, for messages; relative paths are relative to its folder.
     pub file: String,
+    /// `$source`: how the pipeline named the file this component was inlined from.
+    pub source: Option<String>,
 }
 
 /// A pipeline component: steps with typed ports, usable as a step of other pipelines.
@@ -87,6 +89,8 @@ pub struct PipelineComponent {
     pub outputs: BTreeMap<String, OutputPort>,
     pub jobs: Vec<Step>,
     pub file: String,
+    /// `$source`, as for command components.
+    pub source: Option<String>,
 }
 
 // Made once per spec and moved rarely: boxing the larger variant buys nothing.
@@ -114,6 +118,13 @@ impl Component {
         match self {
             Component::Command(c) => &c.file,
             Component::Pipeline(p) => &p.file,
+        }
+    }
+    /// The file an inlined component came from, as the pipeline named it.
+    pub fn source(&self) -> Option<&str> {
+        match self {
+            Component::Command(c) => c.source.as_deref(),
+            Component::Pipeline(p) => p.source.as_deref(),
         }
     }
 }
@@ -293,6 +304,7 @@ pub fn command_component(src: &Source, node: &Node, inline: bool) -> Result<Comm
     let path = if inline { "component" } else { "" };
     let m = MapReader::new(src, node, path)?;
     m.accept(&["$schema", "type"]);
+    let source = m.str("$source")?;
     let name = check_component_name(src, &m)?;
     if name.is_none() && !inline {
         return Err(src.error(node.pos, "name", "missing required field 'name'"));
@@ -324,6 +336,7 @@ pub fn command_component(src: &Source, node: &Node, inline: bool) -> Result<Comm
         inputs,
         outputs,
         file: src.file.clone(),
+        source,
     };
     if let Some(n) = m.get("additional_includes") {
         src.warn(n.pos, "additional_includes", "additional_includes are not added to the code snapshot yet");
@@ -508,6 +521,7 @@ pub fn render_optional_blocks(command: &str, has_value: impl Fn(&str) -> bool) -
 pub fn pipeline_component(src: &Source, root: &Node) -> Result<PipelineComponent> {
     let m = MapReader::new(src, root, "")?;
     m.accept(&["$schema", "type"]);
+    let source = m.str("$source")?;
     let name = check_component_name(src, &m)?;
     let mut inputs = BTreeMap::new();
     if let Some(im) = m.map("inputs")? {
@@ -528,6 +542,7 @@ pub fn pipeline_component(src: &Source, root: &Node) -> Result<PipelineComponent
         outputs,
         jobs,
         file: src.file.clone(),
+        source,
     };
     if let Some(n) = m.get("settings") {
         src.warn(n.pos, "settings", "a pipeline component has no settings; they come from the pipeline job");
@@ -837,6 +852,7 @@ fn inline_command_step(src: &Source, node: &Node, field: &str) -> Result<Command
         inputs,
         outputs,
         file: src.file.clone(),
+        source: None,
     };
     // Bindings in an inline step's command name its own ports.
     let found = bind::bindings(&c.command.value)

@@ -167,6 +167,8 @@ impl Bundler<'_> {
                         let mut tree = kiln_spec::parse_with_overrides(&file_label, &source, &[])?;
                         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
                         self.component(&mut tree, dir, file_label, depth + 1).await?;
+                        // Keeps how the pipeline named the file, for `job show`.
+                        tree.set_path_node("$source", text(&written)).map_err(|e| anyhow!(e))?;
                         *component = tree;
                     }
                     None => {
