@@ -341,7 +341,7 @@ jobs:
         srv.kill9()
         srv = KilnServer(data, env=job_env(job_cache)).start()
         done = wait_status(srv, name, timeout=60)
-        assert done["status"] == "Completed", done
+        assert done["status"] == "Completed", (done["failure"], graph(srv, name))
         steps = graph(srv, name)
         assert all(n["attempts"] == 1 for n in steps.values()), steps
         assert "first" in log_of(srv, steps["second"]["job"])

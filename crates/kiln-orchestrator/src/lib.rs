@@ -758,7 +758,17 @@ impl Orchestrator {
                 pipelines.push(job.name);
                 continue;
             }
-            let runner: Option<Runner> = job.runner.as_deref().and_then(|r| serde_json::from_str(r).ok());
+            let runner: Option<Runner> = job
+                .runner
+                .as_deref()
+                .and_then(|r| serde_json::from_str(r).ok())
+                .or_else(|| local::recorded_runner(&self.job_dir(&job.name)));
+            if runner.is_none() && job.status == JobStatus::Preparing.as_str() {
+                // The server stopped before it started the launcher: the job goes back to the queue.
+                tracing::info!(job = %job.name, "queuing again a job whose launcher never started");
+                self.move_to(&job.name, JobStatus::Queued, None).await?;
+                continue;
+            }
             match runner {
                 Some(runner) => {
                     let (tx, rx) = mpsc::unbounded_channel();

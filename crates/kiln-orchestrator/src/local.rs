@@ -52,6 +52,9 @@ impl LocalBackend {
         let mut child = cmd.spawn()?;
         let pid = child.id().map(|p| p as i32).ok_or_else(|| std::io::Error::other("the launcher exited at once"))?;
         let runner = Runner { pid, start_ticks: start_ticks(pid).unwrap_or(0), job_dir: dir.clone(), pgid: None };
+        // Written at once, before the store hears of it: a server killed in between finds the
+        // launcher here after a restart instead of losing the job.
+        std::fs::write(dir.join(RUNNER_FILE), serde_json::to_vec(&runner).map_err(std::io::Error::other)?)?;
         let stdout = child.stdout.take();
         let job_dir = dir.clone();
         tokio::spawn(async move {
@@ -135,6 +138,14 @@ fn describe(status: std::io::Result<std::process::ExitStatus>) -> String {
         Ok(s) => s.to_string(),
         Err(e) => e.to_string(),
     }
+}
+
+/// Where `start` records the launcher it started, in the job's folder.
+const RUNNER_FILE: &str = "runner.json";
+
+/// The launcher `start` recorded in a job's folder, if it got that far.
+pub fn recorded_runner(job_dir: &Path) -> Option<Runner> {
+    serde_json::from_slice(&std::fs::read(job_dir.join(RUNNER_FILE)).ok()?).ok()
 }
 
 pub fn read_result(job_dir: &Path) -> Option<Outcome> {

@@ -67,7 +67,8 @@ impl JobStatus {
     pub fn reachable_from(self) -> &'static [&'static str] {
         match self {
             JobStatus::NotStarted => &[],
-            JobStatus::Queued => &["NotStarted"],
+            // Preparing → Queued only after a restart, for a job whose launcher never started.
+            JobStatus::Queued => &["NotStarted", "Preparing"],
             JobStatus::Preparing => &["Queued"],
             JobStatus::Starting => &["Preparing"],
             // A pipeline has no launcher: it runs as soon as it is recorded.
