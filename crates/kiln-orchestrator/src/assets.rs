@@ -285,20 +285,8 @@ impl Orchestrator {
     /// A data reference as a job input names it: `azureml:name:version`, `azureml:name@latest`,
     /// or the same without the prefix. `None` when it does not look like one.
     pub(crate) async fn data_reference(&self, reference: &str) -> Result<Option<DataAsset>> {
-        if reference.contains("://") {
-            return Ok(None);
-        }
-        let r = reference.strip_prefix("azureml:").unwrap_or(reference);
-        let (name, version) = if let Some(name) = r.strip_suffix("@latest") {
-            (name, None)
-        } else if let Some((name, version)) = r.split_once(':') {
-            (name, Some(version))
-        } else if reference.starts_with("azureml:") {
-            (r, None)
-        } else {
-            return Ok(None);
-        };
-        self.get_data(name, version).await.map(Some)
+        let Some(r) = kiln_spec::reference::asset_reference(reference, false) else { return Ok(None) };
+        self.get_data(r.name, r.version).await.map(Some)
     }
 
     /// Registers the outputs of a completed job that carry an asset name.

@@ -691,8 +691,9 @@ impl Orchestrator {
 
     /// Records how a job ended, mirrors it on its run, frees its slot.
     async fn finish(&self, name: &str, outcome: Outcome) -> Result<()> {
+        let record = self.record(name).await?;
         let (status, reason) = match outcome.status {
-            OutcomeStatus::Completed => match self.register_outputs(name).await {
+            OutcomeStatus::Completed => match self.register_job_outputs(name, &view(record.clone()).outputs).await {
                 Ok(()) => (JobStatus::Completed, None),
                 Err(e) => (JobStatus::Failed, Some(format!("registering the outputs failed: {e}"))),
             },
@@ -700,8 +701,7 @@ impl Orchestrator {
             OutcomeStatus::Canceled => (JobStatus::Canceled, outcome.message),
         };
         // A launcher stopped by a cancel before it could say so ends canceled, not failed.
-        let canceling =
-            self.store().get_job(name).await?.is_some_and(|r| r.status == JobStatus::CancelRequested.as_str());
+        let canceling = record.status == JobStatus::CancelRequested.as_str();
         let (status, reason) = if canceling && status == JobStatus::Failed {
             (JobStatus::Canceled, Some(format!("canceled ({})", reason.unwrap_or_default())))
         } else {
@@ -712,7 +712,7 @@ impl Orchestrator {
         if let Ok(mut live) = self.inner.live.lock() {
             live.remove(name);
         }
-        if let Some(parent) = self.store().get_job(name).await?.and_then(|r| r.parent) {
+        if let Some(parent) = record.parent {
             let this = self.clone();
             tokio::spawn(async move {
                 if let Err(e) = this.advance(&parent).await {
@@ -728,12 +728,6 @@ impl Orchestrator {
         }
         self.inner.wake.notify_one();
         Ok(())
-    }
-
-    /// Registers the outputs that carry an asset name.
-    async fn register_outputs(&self, name: &str) -> Result<()> {
-        let job = self.get(name).await?;
-        self.register_job_outputs(name, &job.outputs).await
     }
 
     async fn mirror_run_status(&self, name: &str, status: &str) {

@@ -287,22 +287,18 @@ impl Orchestrator {
 
     /// Moves one version (or every version) to the `Archived` stage, or back to `None`.
     pub async fn set_model_archived(&self, name: &str, version: Option<&str>, archived: bool) -> Result<()> {
-        let targets: Vec<String> = match version {
-            Some(v) => vec![self.inner.registry.get_model_version(name, v).await?.version.to_string()],
-            None => {
-                let all = self.model_versions(name).await?;
-                if all.is_empty() {
-                    return Err(ServiceError::not_found(format!("model {name} does not exist")));
-                }
-                all.iter().map(|v| v.version.to_string()).collect()
-            }
+        let targets = match version {
+            Some(v) => vec![self.inner.registry.get_model_version(name, v).await?],
+            None => self.model_versions(name).await?,
         };
+        if targets.is_empty() {
+            return Err(ServiceError::not_found(format!("model {name} does not exist")));
+        }
+        let stage = if archived { ARCHIVED_STAGE } else { "None" };
         for v in targets {
-            let current = self.inner.registry.get_model_version(name, &v).await?;
-            let stage = if archived { ARCHIVED_STAGE } else { "None" };
             // Restoring leaves a version that was never archived in its stage.
-            if archived || current.current_stage == ARCHIVED_STAGE {
-                self.inner.registry.transition_stage(name, &v, stage, false).await?;
+            if archived || v.current_stage == ARCHIVED_STAGE {
+                self.inner.registry.transition_stage(name, &v.version.to_string(), stage, false).await?;
             }
         }
         Ok(())
@@ -311,17 +307,9 @@ impl Orchestrator {
     /// A model reference as a job input names it (`azureml:name:version`, `name@latest`, …):
     /// the artifact-store folder of the version's files. `None` when it does not look like one.
     pub(crate) async fn model_reference(&self, reference: &str) -> Result<Option<String>> {
-        if reference.contains("://") {
-            return Ok(None);
-        }
-        let r = reference.strip_prefix("azureml:").unwrap_or(reference);
-        let (name, version) = if let Some(name) = r.strip_suffix("@latest") {
-            (name, None)
-        } else if let Some((name, version)) = r.split_once(':') {
-            (name, Some(version))
-        } else if reference.starts_with("azureml:") {
-            (r, None)
-        } else {
+        let Some(kiln_spec::reference::AssetRef { name, version }) =
+            kiln_spec::reference::asset_reference(reference, false)
+        else {
             return Ok(None);
         };
         let model = self.get_model(name, version).await?;

@@ -109,18 +109,6 @@ fn sha(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
 }
 
-/// `azureml:name:version`, `azureml:name@latest`, `azureml:name` or `name:version`.
-fn component_reference(reference: &str) -> (&str, Option<&str>) {
-    let r = reference.strip_prefix("azureml:").unwrap_or(reference);
-    if let Some(name) = r.strip_suffix("@latest") {
-        (name, None)
-    } else if let Some((name, version)) = r.split_once(':') {
-        (name, Some(version))
-    } else {
-        (r, None)
-    }
-}
-
 impl Orchestrator {
     /// A pipeline's spec read and flattened with its pinned components.
     fn pipeline_graph(&self, doc: &PipelineDocument) -> Result<(PipelineJob, Graph)> {
@@ -136,13 +124,10 @@ impl Orchestrator {
 
     /// A registered component's stored spec text, by reference.
     async fn registered_component(&self, reference: &str) -> Result<Option<String>> {
-        if reference.starts_with("azureml://") {
-            return Ok(None);
-        }
-        let (name, version) = component_reference(reference);
-        let record = match version {
-            Some(v) => self.store().get_asset("component", name, v).await?,
-            None => self.store().latest_asset("component", name).await?,
+        let Some(r) = kiln_spec::reference::asset_reference(reference, true) else { return Ok(None) };
+        let record = match r.version {
+            Some(v) => self.store().get_asset("component", r.name, v).await?,
+            None => self.store().latest_asset("component", r.name).await?,
         };
         Ok(record.map(|r| r.spec))
     }
@@ -711,13 +696,6 @@ fn changed_parts(before: &BTreeMap<String, String>, now: &BTreeMap<String, Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn component_references_split_name_and_version() {
-        assert_eq!(component_reference("azureml:train:3"), ("train", Some("3")));
-        assert_eq!(component_reference("azureml:train@latest"), ("train", None));
-        assert_eq!(component_reference("azureml:train"), ("train", None));
-    }
 
     #[test]
     fn changed_parts_name_what_differs() {

@@ -299,17 +299,11 @@ impl Resolver<'_> {
 
     /// `azureml:name:version`, `azureml:name@latest`, or the same without the prefix.
     async fn registered_environment(&self, reference: &str) -> Result<Option<(String, EnvironmentDefinition)>> {
-        if reference.starts_with("azureml://") {
-            return Ok(None);
-        }
-        let r = reference.strip_prefix("azureml:").unwrap_or(reference);
+        let Some(r) = kiln_spec::reference::asset_reference(reference, true) else { return Ok(None) };
         let store = self.orchestrator.store();
-        let record = if let Some(name) = r.strip_suffix("@latest") {
-            store.latest_asset("environment", name).await?
-        } else if let Some((name, version)) = r.split_once(':') {
-            store.get_asset("environment", name, version).await?
-        } else {
-            store.latest_asset("environment", r).await?
+        let record = match r.version {
+            Some(version) => store.get_asset("environment", r.name, version).await?,
+            None => store.latest_asset("environment", r.name).await?,
         };
         let Some(record) = record else { return Ok(None) };
         let def: EnvironmentDefinition = serde_json::from_str(&record.spec).map_err(|e| {

@@ -11,6 +11,7 @@ pub mod graph;
 pub mod job;
 pub mod pipeline;
 pub mod read;
+pub mod reference;
 pub mod yaml;
 
 use std::fmt;
@@ -87,17 +88,6 @@ pub fn command_job_from_str(
     Ok((job, src.take_warnings()))
 }
 
-/// Reads a command job from a file; relative paths in it are relative to its folder.
-pub fn load_command_job(path: &Path, overrides: &[String]) -> Result<Loaded<CommandJob>, SpecError> {
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        read::Source::new(file.as_str()).error(Pos::default(), "", format!("cannot read the file: {e}"))
-    })?;
-    let (spec, warnings) = command_job_from_str(&file, &text, overrides)?;
-    let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    Ok(Loaded { spec, base_dir, warnings })
-}
-
 /// A job spec of any kind Kiln runs.
 // Made once per spec and moved rarely: boxing the larger variant buys nothing.
 #[allow(clippy::large_enum_variant)]
@@ -133,29 +123,39 @@ pub fn job_from_node(file: &str, root: &Node) -> Result<(JobSpec, Vec<Diagnostic
     Ok((spec, src.take_warnings()))
 }
 
-/// Reads a job spec of any supported kind from a file.
-pub fn load_job(path: &Path, overrides: &[String]) -> Result<Loaded<JobSpec>, SpecError> {
+/// Reads and parses a spec file with `--set` overrides: its label for messages and its tree.
+pub fn read_spec(path: &Path, overrides: &[String]) -> Result<(String, Node), SpecError> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
         read::Source::new(file.as_str()).error(Pos::default(), "", format!("cannot read the file: {e}"))
     })?;
     let root = parse_with_overrides(&file, &text, overrides)?;
+    Ok((file, root))
+}
+
+fn base_dir(path: &Path) -> PathBuf {
+    path.parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// Reads a job spec of any supported kind from a file.
+pub fn load_job(path: &Path, overrides: &[String]) -> Result<Loaded<JobSpec>, SpecError> {
+    let (file, root) = read_spec(path, overrides)?;
     let (spec, warnings) = job_from_node(&file, &root)?;
-    let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    Ok(Loaded { spec, base_dir, warnings })
+    Ok(Loaded { spec, base_dir: base_dir(path), warnings })
+}
+
+/// Reads a component (command or pipeline) from a parsed spec.
+pub fn component_from_node(file: &str, root: &Node) -> Result<(pipeline::Component, Vec<Diagnostic>), SpecError> {
+    let src = read::Source::new(file);
+    let spec = pipeline::component(&src, root)?;
+    Ok((spec, src.take_warnings()))
 }
 
 /// Reads a component file (command or pipeline).
 pub fn load_component(path: &Path, overrides: &[String]) -> Result<Loaded<pipeline::Component>, SpecError> {
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        read::Source::new(file.as_str()).error(Pos::default(), "", format!("cannot read the file: {e}"))
-    })?;
-    let root = parse_with_overrides(&file, &text, overrides)?;
-    let src = read::Source::new(file.as_str());
-    let spec = pipeline::component(&src, &root)?;
-    let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    Ok(Loaded { spec, base_dir, warnings: src.take_warnings() })
+    let (file, root) = read_spec(path, overrides)?;
+    let (spec, warnings) = component_from_node(&file, &root)?;
+    Ok(Loaded { spec, base_dir: base_dir(path), warnings })
 }
 
 /// Component files, read from disk relative to the spec naming them; registered components
@@ -165,8 +165,6 @@ pub struct FileComponents {
     cache: std::collections::HashMap<PathBuf, std::sync::Arc<pipeline::Component>>,
     pub registered: std::collections::HashMap<String, std::sync::Arc<pipeline::Component>>,
     pub warnings: Vec<Diagnostic>,
-    /// Every file read, in the order first read.
-    pub files: Vec<PathBuf>,
 }
 
 impl FileComponents {
@@ -201,8 +199,7 @@ impl graph::Components for FileComponents {
                 let loaded = load_component(&full, &[])?;
                 self.warnings.extend(loaded.warnings);
                 let c = std::sync::Arc::new(loaded.spec);
-                self.cache.insert(full.clone(), c.clone());
-                self.files.push(full);
+                self.cache.insert(full, c.clone());
                 Ok(Some(c))
             }
         }

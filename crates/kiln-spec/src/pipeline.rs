@@ -114,12 +114,6 @@ impl Component {
             Component::Pipeline(p) => p.version.as_deref(),
         }
     }
-    pub fn file(&self) -> &str {
-        match self {
-            Component::Command(c) => &c.file,
-            Component::Pipeline(p) => &p.file,
-        }
-    }
     /// The file an inlined component came from, as the pipeline named it.
     pub fn source(&self) -> Option<&str> {
         match self {
@@ -309,34 +303,18 @@ pub fn command_component(src: &Source, node: &Node, inline: bool) -> Result<Comm
     if name.is_none() && !inline {
         return Err(src.error(node.pos, "name", "missing required field 'name'"));
     }
-    let command_node = m.req("command")?;
-    let command = Located { value: scalar_text(src, command_node, &m.field("command"))?, pos: command_node.pos };
-    let mut inputs = BTreeMap::new();
-    if let Some(im) = m.map("inputs")? {
-        for e in im.entries() {
-            im.accept(&[&e.key]);
-            inputs.insert(e.key.clone(), input_port(src, &e.value, &im.field(&e.key), true)?);
-        }
-    }
-    let outputs = output_ports(src, &m)?;
+    let body = command_body(src, &m)?;
+    let inputs = input_ports(src, &m)?;
     let component = CommandComponent {
         name,
         version: m.str("version")?,
         display_name: m.str("display_name")?,
         description: m.str("description")?,
         tags: m.string_map("tags")?,
-        is_deterministic: m.bool("is_deterministic")?.unwrap_or(true),
-        code: m.get("code").map(|n| Ok(Located { value: scalar_text(src, n, "code")?, pos: n.pos })).transpose()?,
-        environment: job::environment(src, &m)?,
-        environment_variables: m.string_map("environment_variables")?,
-        distribution: job::distribution(src, &m)?,
-        resources: job::resources(&m)?,
-        timeout_s: job::timeout(&m)?,
-        command,
         inputs,
-        outputs,
-        file: src.file.clone(),
+        outputs: output_ports(src, &m)?,
         source,
+        ..body
     };
     if let Some(n) = m.get("additional_includes") {
         src.warn(n.pos, "additional_includes", "additional_includes are not added to the code snapshot yet");
@@ -345,6 +323,45 @@ pub fn command_component(src: &Source, node: &Node, inline: bool) -> Result<Comm
     m.warn_unknown();
     check_component_command(src, &component)?;
     Ok(component)
+}
+
+/// What a command component shares with an inline command step: what it runs and how. The
+/// ports and the component's identity are the caller's to fill in.
+fn command_body(src: &Source, m: &MapReader) -> Result<CommandComponent> {
+    let command_node = m.req("command")?;
+    Ok(CommandComponent {
+        name: None,
+        version: None,
+        display_name: None,
+        description: None,
+        tags: BTreeMap::new(),
+        is_deterministic: m.bool("is_deterministic")?.unwrap_or(true),
+        command: Located { value: scalar_text(src, command_node, &m.field("command"))?, pos: command_node.pos },
+        code: m
+            .get("code")
+            .map(|n| Ok(Located { value: scalar_text(src, n, &m.field("code"))?, pos: n.pos }))
+            .transpose()?,
+        environment: job::environment(src, m)?,
+        environment_variables: m.string_map("environment_variables")?,
+        distribution: job::distribution(src, m)?,
+        resources: job::resources(m)?,
+        timeout_s: job::timeout(m)?,
+        inputs: BTreeMap::new(),
+        outputs: BTreeMap::new(),
+        file: src.file.clone(),
+        source: None,
+    })
+}
+
+fn input_ports(src: &Source, m: &MapReader) -> Result<BTreeMap<String, InputPort>> {
+    let mut inputs = BTreeMap::new();
+    if let Some(im) = m.map("inputs")? {
+        for e in im.entries() {
+            im.accept(&[&e.key]);
+            inputs.insert(e.key.clone(), input_port(src, &e.value, &im.field(&e.key))?);
+        }
+    }
+    Ok(inputs)
 }
 
 fn output_ports(src: &Source, m: &MapReader) -> Result<BTreeMap<String, OutputPort>> {
@@ -366,9 +383,8 @@ fn output_ports(src: &Source, m: &MapReader) -> Result<BTreeMap<String, OutputPo
     Ok(outputs)
 }
 
-/// An input port (`with_defaults`: a command component's, where parameters may have defaults;
-/// a pipeline component's data ports take none either).
-fn input_port(src: &Source, node: &Node, field: &str, with_defaults: bool) -> Result<InputPort> {
+/// A component's input port: parameters may have defaults, data ports take none.
+fn input_port(src: &Source, node: &Node, field: &str) -> Result<InputPort> {
     let m = MapReader::new(src, node, field)?;
     let type_name = match m.get("type") {
         Some(n) => scalar_text(src, n, &m.field("type"))?,
@@ -387,7 +403,7 @@ fn input_port(src: &Source, node: &Node, field: &str, with_defaults: bool) -> Re
     };
     let default = match (m.get("default"), &kind) {
         (None, _) => None,
-        (Some(d), PortKind::Literal(k)) if with_defaults => Some(job::typed_literal(src, d, *k, &m.field("default"))?),
+        (Some(d), PortKind::Literal(k)) => Some(job::typed_literal(src, d, *k, &m.field("default"))?),
         (Some(d), _) => {
             return Err(src.error(
                 d.pos,
@@ -523,13 +539,7 @@ pub fn pipeline_component(src: &Source, root: &Node) -> Result<PipelineComponent
     m.accept(&["$schema", "type"]);
     let source = m.str("$source")?;
     let name = check_component_name(src, &m)?;
-    let mut inputs = BTreeMap::new();
-    if let Some(im) = m.map("inputs")? {
-        for e in im.entries() {
-            im.accept(&[&e.key]);
-            inputs.insert(e.key.clone(), input_port(src, &e.value, &im.field(&e.key), true)?);
-        }
-    }
+    let inputs = input_ports(src, &m)?;
     let outputs = output_ports(src, &m)?;
     let jobs = steps(src, &m)?;
     let c = PipelineComponent {
@@ -788,8 +798,7 @@ fn step(src: &Source, name: &str, node: &Node, field: &str) -> Result<Step> {
 /// inputs and outputs.
 fn inline_command_step(src: &Source, node: &Node, field: &str) -> Result<CommandComponent> {
     let m = MapReader::new(src, node, field)?;
-    let command_node = m.req("command")?;
-    let command = Located { value: scalar_text(src, command_node, &m.field("command"))?, pos: command_node.pos };
+    let body = command_body(src, &m)?;
     let mut inputs = BTreeMap::new();
     if let Some(im) = m.map("inputs")? {
         for e in im.entries() {
@@ -832,28 +841,7 @@ fn inline_command_step(src: &Source, node: &Node, field: &str) -> Result<Command
             );
         }
     }
-    let c = CommandComponent {
-        name: None,
-        version: None,
-        display_name: None,
-        description: None,
-        tags: BTreeMap::new(),
-        is_deterministic: m.bool("is_deterministic")?.unwrap_or(true),
-        code: m
-            .get("code")
-            .map(|n| Ok(Located { value: scalar_text(src, n, &m.field("code"))?, pos: n.pos }))
-            .transpose()?,
-        environment: job::environment(src, &m)?,
-        environment_variables: m.string_map("environment_variables")?,
-        distribution: job::distribution(src, &m)?,
-        resources: job::resources(&m)?,
-        timeout_s: job::timeout(&m)?,
-        command,
-        inputs,
-        outputs,
-        file: src.file.clone(),
-        source: None,
-    };
+    let c = CommandComponent { inputs, outputs, ..body };
     // Bindings in an inline step's command name its own ports.
     let found = bind::bindings(&c.command.value)
         .map_err(|_| src.error(c.command.pos, &m.field("command"), "a '${{' is not closed by '}}'"))?;

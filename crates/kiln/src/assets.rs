@@ -52,12 +52,7 @@ async fn upload_if_local(client: &Client, base: &Path, path: &str) -> Result<Str
     if !local.exists() {
         bail!("path: {} does not exist", local.display());
     }
-    let snap = upload::snapshot(client, &local).await?;
-    Ok(if local.is_file() {
-        format!("{}/{}", snap.uri, local.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
-    } else {
-        snap.uri
-    })
+    upload::uri(client, &local).await
 }
 
 pub async fn create_data(client: &Client, a: DataCreateArgs) -> Result<kiln_api::DataAsset> {

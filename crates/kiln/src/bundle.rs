@@ -7,7 +7,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use kiln_client::Client;
 use kiln_spec::yaml::Kind;
 use kiln_spec::{Node, Pos};
@@ -37,7 +37,7 @@ fn entry_mut<'n>(node: &'n mut Node, key: &str) -> Option<&'n mut Node> {
 
 /// A path in a spec that names something on this machine (not a URL, a `cas:` snapshot, an
 /// `azureml:` reference, a binding or a `name:version` asset).
-pub fn local_path(base: &Path, written: &str) -> Option<PathBuf> {
+fn local_path(base: &Path, written: &str) -> Option<PathBuf> {
     if written.contains("://")
         || written.contains("${{")
         || written.starts_with("azureml:")
@@ -60,40 +60,38 @@ pub struct Bundler<'c> {
 }
 
 impl Bundler<'_> {
-    /// Uploads a local file or folder; `cas:<id>` for a folder, `cas:<id>/<name>` for a file.
-    async fn upload(&self, path: &Path) -> Result<String> {
-        let snap =
-            upload::snapshot(self.client, path).await.with_context(|| format!("uploading {}", path.display()))?;
-        Ok(if path.is_file() {
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            format!("{}/{name}", snap.uri)
-        } else {
-            snap.uri
-        })
-    }
-
     /// Data inputs with local paths (`inputs.<k>.path`) become uploads.
     async fn inputs(&self, node: &mut Node, base: &Path, label: &str, field: &str) -> Result<()> {
         let Some(Node { kind: Kind::Map(entries), .. }) = entry_mut(node, "inputs") else { return Ok(()) };
         for e in entries.iter_mut() {
             let direct = e.value.get("mode").and_then(scalar) == Some("direct");
+            let uri_file = e.value.get("type").and_then(scalar) == Some("uri_file");
             let Some(path_node) = entry_mut(&mut e.value, "path") else { continue };
             let Some(written) = scalar(path_node).map(str::to_string) else { continue };
             if direct {
                 continue;
             }
             let Some(path) = local_path(base, &written) else { continue };
+            let p = path_node.pos;
             if !path.exists() {
-                let p = path_node.pos;
                 bail!("{label}:{}:{}: {field}inputs.{}.path: {} does not exist", p.line, p.col, e.key, path.display());
             }
-            *path_node = text(&self.upload(&path).await?);
+            if uri_file && !path.is_file() {
+                bail!(
+                    "{label}:{}:{}: {field}inputs.{}.path: {} is not a file (type uri_file)",
+                    p.line,
+                    p.col,
+                    e.key,
+                    path.display()
+                );
+            }
+            *path_node = text(&upload::uri(self.client, &path).await?);
         }
         Ok(())
     }
 
     /// A command's `code:`, data inputs and `environment.conda_file`.
-    async fn command(&self, node: &mut Node, base: &Path, label: &str, field: &str) -> Result<()> {
+    pub async fn command(&self, node: &mut Node, base: &Path, label: &str, field: &str) -> Result<()> {
         if let Some(code) = entry_mut(node, "code")
             && let Some(written) = scalar(code).map(str::to_string)
             && let Some(dir) = local_path(base, &written)
@@ -102,7 +100,7 @@ impl Bundler<'_> {
                 let p = code.pos;
                 bail!("{label}:{}:{}: {field}code: {} does not exist", p.line, p.col, dir.display());
             }
-            *code = text(&self.upload(&dir).await?);
+            *code = text(&upload::uri(self.client, &dir).await?);
         }
         self.inputs(node, base, label, field).await?;
         if let Some(env) = entry_mut(node, "environment")
@@ -144,12 +142,13 @@ impl Bundler<'_> {
             let Some(Node { kind: Kind::Map(steps), .. }) = entry_mut(node, "jobs") else { return Ok(()) };
             for step in steps.iter_mut() {
                 let field = format!("jobs.{}.", step.key);
-                self.inputs(&mut step.value, &base, &label, &field).await?;
-                let Some(component) = entry_mut(&mut step.value, "component") else {
+                if step.value.get("component").is_none() {
                     // An inline command step.
                     self.command(&mut step.value, &base, &label, &field).await?;
                     continue;
-                };
+                }
+                self.inputs(&mut step.value, &base, &label, &field).await?;
+                let Some(component) = entry_mut(&mut step.value, "component") else { continue };
                 match scalar(component).map(str::to_string) {
                     Some(written) => {
                         let is_file = written.starts_with("file:")

@@ -421,9 +421,22 @@ pub async fn run(args: Args) -> Result<()> {
         }
         Command::Runs(RunCmd::Show { run_id }) => output::run(&client.run(&run_id).await?, format),
         Command::Models(cmd) => model(&client, cmd, format).await,
-        Command::Data(cmd) => data(&client, cmd, format).await,
-        Command::Component(cmd) => component(&client, cmd, format).await,
-        Command::Environment(cmd) => environment(&client, cmd, format).await,
+        Command::Data(cmd) => {
+            let create = |a| assets::create_data(&client, a);
+            let items = |p: kiln_api::DataPage| p.data;
+            asset_command(&client, "data", cmd, create, items, output::data, format).await
+        }
+        Command::Component(cmd) => {
+            let c = &client;
+            let create = |a: ComponentCreateArgs| async move { jobs::create_component(c, &a.file, &a.set).await };
+            let items = |p: kiln_api::ComponentPage| p.components;
+            asset_command(&client, "components", cmd, create, items, output::components, format).await
+        }
+        Command::Environment(cmd) => {
+            let create = |a| assets::create_environment(&client, a);
+            let items = |p: kiln_api::EnvironmentPage| p.environments;
+            asset_command(&client, "environments", cmd, create, items, output::environments, format).await
+        }
         Command::Launch { job_dir } => {
             kiln_launcher::launch(&job_dir).await;
             Ok(())
@@ -470,18 +483,22 @@ pub async fn run(args: Args) -> Result<()> {
             if let Some(name) = name {
                 set.push(format!("name={name}"));
             }
-            let (loaded, graph, warnings) = jobs::check_pipeline(&client, &file, &set).await?;
-            if let kiln_spec::JobSpec::Pipeline(p) = &loaded.spec {
-                for w in &warnings {
-                    eprintln!("warning: {w}");
+            let loaded = kiln_spec::load_job(&file, &set)?;
+            match &loaded.spec {
+                kiln_spec::JobSpec::Pipeline(p) => {
+                    let (graph, warnings) = jobs::check_pipeline(&client, p, &loaded.warnings).await?;
+                    for w in &warnings {
+                        eprintln!("warning: {w}");
+                    }
+                    output::validated_pipeline(&file, p, graph.as_ref(), &warnings, format)
                 }
-                return output::validated_pipeline(&file, p, graph.as_ref(), &warnings, format);
+                kiln_spec::JobSpec::Command(job) => {
+                    for w in &loaded.warnings {
+                        eprintln!("warning: {w}");
+                    }
+                    output::validated(&file, job, &loaded.warnings, format)
+                }
             }
-            let loaded = kiln_spec::load_command_job(&file, &set)?;
-            for w in &loaded.warnings {
-                eprintln!("warning: {w}");
-            }
-            output::validated(&file, &loaded, format)
         }
     }
 }
@@ -493,48 +510,6 @@ fn archived_flag(include_archived: bool, archived_only: bool) -> Option<&'static
         Some("include")
     } else {
         None
-    }
-}
-
-async fn data(client: &Client, cmd: AssetCmd<DataCreateArgs>, format: Format) -> Result<()> {
-    match cmd {
-        AssetCmd::Create(a) => output::data(&[assets::create_data(client, a).await?], format),
-        AssetCmd::Show { name, version, label } => {
-            let v = version.or(label).unwrap_or_else(|| "latest".into());
-            output::data(&[client.asset("data", &name, &v).await?], format)
-        }
-        AssetCmd::List { name, include_archived, archived_only } => {
-            let page: kiln_api::DataPage =
-                client.assets("data", name, archived_flag(include_archived, archived_only)).await?;
-            output::data(&page.data, format)
-        }
-        AssetCmd::Archive { name, version } => {
-            Ok(client.asset_action("data", &name, "archive", version.as_deref()).await?)
-        }
-        AssetCmd::Restore { name, version } => {
-            Ok(client.asset_action("data", &name, "restore", version.as_deref()).await?)
-        }
-    }
-}
-
-async fn component(client: &Client, cmd: AssetCmd<ComponentCreateArgs>, format: Format) -> Result<()> {
-    match cmd {
-        AssetCmd::Create(a) => output::components(&[jobs::create_component(client, &a.file, &a.set).await?], format),
-        AssetCmd::Show { name, version, label } => {
-            let v = version.or(label).unwrap_or_else(|| "latest".into());
-            output::components(&[client.asset("components", &name, &v).await?], format)
-        }
-        AssetCmd::List { name, include_archived, archived_only } => {
-            let page: kiln_api::ComponentPage =
-                client.assets("components", name, archived_flag(include_archived, archived_only)).await?;
-            output::components(&page.components, format)
-        }
-        AssetCmd::Archive { name, version } => {
-            Ok(client.asset_action("components", &name, "archive", version.as_deref()).await?)
-        }
-        AssetCmd::Restore { name, version } => {
-            Ok(client.asset_action("components", &name, "restore", version.as_deref()).await?)
-        }
     }
 }
 
@@ -562,23 +537,38 @@ async fn model(client: &Client, cmd: ModelCmd, format: Format) -> Result<()> {
     }
 }
 
-async fn environment(client: &Client, cmd: AssetCmd<EnvironmentCreateArgs>, format: Format) -> Result<()> {
+/// The asset commands every versioned kind shares; `kind` is its API path (`data`,
+/// `environments`, `components`), `create` registers one, `items` takes a listing apart.
+async fn asset_command<C, T, P, F>(
+    client: &Client,
+    kind: &str,
+    cmd: AssetCmd<C>,
+    create: impl FnOnce(C) -> F,
+    items: impl FnOnce(P) -> Vec<T>,
+    print: fn(&[T], Format) -> Result<()>,
+    format: Format,
+) -> Result<()>
+where
+    C: clap::Args,
+    T: serde::de::DeserializeOwned,
+    P: serde::de::DeserializeOwned,
+    F: std::future::Future<Output = Result<T>>,
+{
     match cmd {
-        AssetCmd::Create(a) => output::environments(&[assets::create_environment(client, a).await?], format),
+        AssetCmd::Create(a) => print(&[create(a).await?], format),
         AssetCmd::Show { name, version, label } => {
             let v = version.or(label).unwrap_or_else(|| "latest".into());
-            output::environments(&[client.asset("environments", &name, &v).await?], format)
+            print(&[client.asset(kind, &name, &v).await?], format)
         }
         AssetCmd::List { name, include_archived, archived_only } => {
-            let page: kiln_api::EnvironmentPage =
-                client.assets("environments", name, archived_flag(include_archived, archived_only)).await?;
-            output::environments(&page.environments, format)
+            let page: P = client.assets(kind, name, archived_flag(include_archived, archived_only)).await?;
+            print(&items(page), format)
         }
         AssetCmd::Archive { name, version } => {
-            Ok(client.asset_action("environments", &name, "archive", version.as_deref()).await?)
+            Ok(client.asset_action(kind, &name, "archive", version.as_deref()).await?)
         }
         AssetCmd::Restore { name, version } => {
-            Ok(client.asset_action("environments", &name, "restore", version.as_deref()).await?)
+            Ok(client.asset_action(kind, &name, "restore", version.as_deref()).await?)
         }
     }
 }

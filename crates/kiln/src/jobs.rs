@@ -7,12 +7,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow, bail};
 use kiln_api::{ComputeCreate, Job, JobUpdate};
 use kiln_client::Client;
-use kiln_spec::job::{CondaFile, Environment, JobInput};
 use kiln_spec::{Node, Pos};
 
-use crate::bundle::local_path;
 use crate::output::{self, Format};
-use crate::upload;
 
 fn text(value: &str) -> Node {
     Node::scalar(value, false, Pos::default())
@@ -23,75 +20,28 @@ pub async fn create(client: &Client, file: &Path, mut set: Vec<String>, name: Op
     if let Some(name) = name {
         set.push(format!("name={name}"));
     }
-    let label = file.display().to_string();
-    let source = std::fs::read_to_string(file).with_context(|| format!("cannot read {label}"))?;
-    let tree = kiln_spec::parse_with_overrides(&label, &source, &set)?;
-    if kiln_spec::job_type(&tree) == "pipeline" {
-        return create_pipeline(client, file, &set, tree).await;
-    }
-    let loaded = kiln_spec::load_command_job(file, &set)?;
-    for w in &loaded.warnings {
-        eprintln!("warning: {w}");
-    }
-    let mut tree = tree;
-    let base = &loaded.base_dir;
-    let spec = &loaded.spec;
-    let at = |pos: Pos, field: &str, msg: String| anyhow!("{label}:{}:{}: {field}: {msg}", pos.line, pos.col);
-
-    if let Some(code) = &spec.code
-        && let Some(dir) = local_path(base, &code.value)
-    {
-        if !dir.exists() {
-            return Err(at(code.pos, "code", format!("{} does not exist", dir.display())));
+    let (label, mut tree) = kiln_spec::read_spec(file, &set)?;
+    let (spec, warnings) = kiln_spec::job_from_node(&label, &tree)?;
+    let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let bundler = crate::bundle::Bundler { client };
+    let named = match &spec {
+        kiln_spec::JobSpec::Command(c) => {
+            for w in &warnings {
+                eprintln!("warning: {w}");
+            }
+            bundler.command(&mut tree, &base, &label, "").await?;
+            c.experiment_name.is_some()
         }
-        let snap = upload::snapshot(client, &dir).await.with_context(|| format!("uploading code {}", dir.display()))?;
-        tree.set_path_node("code", text(&snap.uri)).map_err(|e| anyhow!(e))?;
-    }
-    for (key, input) in &spec.inputs {
-        let JobInput::Data(data) = &input.value else { continue };
-        if data.mode == "direct" {
-            continue;
+        kiln_spec::JobSpec::Pipeline(p) => {
+            for w in check_pipeline(client, p, &warnings).await?.1 {
+                eprintln!("warning: {w}");
+            }
+            bundler.pipeline(&mut tree, base.clone(), label.clone(), 0).await?;
+            p.experiment_name.is_some()
         }
-        let Some(path) = local_path(base, &data.path) else { continue };
-        if !path.exists() {
-            return Err(at(input.pos, &format!("inputs.{key}.path"), format!("{} does not exist", path.display())));
-        }
-        if data.data_type == "uri_file" && !path.is_file() {
-            return Err(at(
-                input.pos,
-                &format!("inputs.{key}.path"),
-                format!("{} is not a file (type uri_file)", path.display()),
-            ));
-        }
-        let snap = upload::snapshot(client, &path).await.with_context(|| format!("uploading input {key}"))?;
-        let uri = if path.is_file() {
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            format!("{}/{name}", snap.uri)
-        } else {
-            snap.uri
-        };
-        tree.set_path_node(&format!("inputs.{key}.path"), text(&uri)).map_err(|e| anyhow!(e))?;
-    }
-    if let Environment::Inline(env) = &spec.environment.value
-        && let Some(CondaFile::Path(p)) = &env.conda_file
-    {
-        let path = base.join(p.strip_prefix("file:").unwrap_or(p));
-        let conda_label = path.display().to_string();
-        let conda_text = std::fs::read_to_string(&path).map_err(|e| {
-            at(spec.environment.pos, "environment.conda_file", format!("cannot read {conda_label}: {e}"))
-        })?;
-        let node = match kiln_spec::yaml::parse(&conda_text) {
-            Ok(Some(n)) => n,
-            Ok(None) => bail!("{conda_label}: the conda file is empty"),
-            Err(e) => bail!("{conda_label}:{}:{}: invalid YAML: {}", e.pos.line, e.pos.col, e.message),
-        };
-        if let Err(e) = kiln_spec::conda::python_requirements(&node) {
-            bail!("{conda_label}: {e}");
-        }
-        tree.set_path_node("environment.conda_file", node).map_err(|e| anyhow!(e))?;
-    }
-    if spec.experiment_name.is_none() {
-        default_experiment(&mut tree, base)?;
+    };
+    if !named {
+        default_experiment(&mut tree, &base)?;
     }
     Ok(client.create_job(tree.to_flow(), Some(label)).await?)
 }
@@ -110,15 +60,11 @@ fn default_experiment(tree: &mut Node, base: &Path) -> Result<()> {
 /// server to check at submission).
 pub async fn check_pipeline(
     client: &Client,
-    file: &Path,
-    set: &[String],
-) -> Result<(kiln_spec::Loaded<kiln_spec::JobSpec>, Option<kiln_spec::graph::Graph>, Vec<String>)> {
-    let loaded = kiln_spec::load_job(file, set)?;
-    let kiln_spec::JobSpec::Pipeline(p) = &loaded.spec else {
-        return Ok((loaded, None, Vec::new()));
-    };
+    p: &kiln_spec::pipeline::PipelineJob,
+    spec_warnings: &[kiln_spec::Diagnostic],
+) -> Result<(Option<kiln_spec::graph::Graph>, Vec<String>)> {
     let mut components = kiln_spec::FileComponents::default();
-    let mut warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+    let mut warnings: Vec<String> = spec_warnings.iter().map(ToString::to_string).collect();
     let graph = loop {
         match kiln_spec::graph::flatten(p, &mut components) {
             Ok((g, w)) => {
@@ -126,12 +72,13 @@ pub async fn check_pipeline(
                 break Some(g);
             }
             Err(kiln_spec::graph::GraphError::Unknown { reference, file: at, pos }) => {
-                let r = reference.strip_prefix("azureml:").unwrap_or(&reference);
-                let (name, version) = match r.strip_suffix("@latest") {
-                    Some(n) => (n, "latest"),
-                    None => r.split_once(':').unwrap_or((r, "latest")),
+                let Some(r) = kiln_spec::reference::asset_reference(&reference, true) else {
+                    warnings.push(format!("{at}: component '{reference}' is not a workspace component: not checked"));
+                    break None;
                 };
-                match client.asset::<kiln_api::ComponentAsset>("components", name, version).await {
+                let fetched =
+                    client.asset::<kiln_api::ComponentAsset>("components", r.name, r.version.unwrap_or("latest"));
+                match fetched.await {
                     Ok(c) => {
                         let text = c.spec.to_string();
                         let root = kiln_spec::parse_with_overrides(&reference, &text, &[])?;
@@ -157,20 +104,7 @@ pub async fn check_pipeline(
         }
     };
     warnings.extend(components.warnings.iter().map(ToString::to_string));
-    Ok((loaded, graph, warnings))
-}
-
-async fn create_pipeline(client: &Client, file: &Path, set: &[String], mut tree: Node) -> Result<Job> {
-    let (loaded, _, warnings) = check_pipeline(client, file, set).await?;
-    for w in &warnings {
-        eprintln!("warning: {w}");
-    }
-    let label = file.display().to_string();
-    crate::bundle::Bundler { client }.pipeline(&mut tree, loaded.base_dir.clone(), label.clone(), 0).await?;
-    if tree.get("experiment_name").is_none() {
-        default_experiment(&mut tree, &loaded.base_dir)?;
-    }
-    Ok(client.create_job(tree.to_flow(), Some(label)).await?)
+    Ok((graph, warnings))
 }
 
 /// Follows a job's log live until it ends; an error when it did not complete.
@@ -371,16 +305,15 @@ pub async fn create_compute(
 /// Reads a component file (checked with file, line and field), inlines the component files it
 /// names and uploads its local paths, and registers it.
 pub async fn create_component(client: &Client, file: &Path, set: &[String]) -> Result<kiln_api::ComponentAsset> {
-    let loaded = kiln_spec::load_component(file, set)?;
-    for w in &loaded.warnings {
+    let (label, mut tree) = kiln_spec::read_spec(file, set)?;
+    let (component, warnings) = kiln_spec::component_from_node(&label, &tree)?;
+    for w in &warnings {
         eprintln!("warning: {w}");
     }
-    if loaded.spec.name().is_none() {
-        bail!("{}: name: a registered component needs a name", file.display());
+    if component.name().is_none() {
+        bail!("{label}: name: a registered component needs a name");
     }
-    let label = file.display().to_string();
-    let source = std::fs::read_to_string(file).with_context(|| format!("cannot read {label}"))?;
-    let mut tree = kiln_spec::parse_with_overrides(&label, &source, set)?;
-    crate::bundle::Bundler { client }.component(&mut tree, loaded.base_dir.clone(), label.clone(), 0).await?;
+    let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    crate::bundle::Bundler { client }.component(&mut tree, base, label.clone(), 0).await?;
     Ok(client.create_component(tree.to_flow(), label).await?)
 }

@@ -198,10 +198,10 @@ pub fn model(m: &Model, format: Format) -> Result<()> {
 /// What `kiln job validate` reports for a valid spec.
 pub fn validated(
     file: &std::path::Path,
-    loaded: &kiln_spec::Loaded<kiln_spec::CommandJob>,
+    job: &kiln_spec::CommandJob,
+    spec_warnings: &[kiln_spec::Diagnostic],
     format: Format,
 ) -> Result<()> {
-    let job = &loaded.spec;
     #[derive(Serialize)]
     struct Summary<'a> {
         file: String,
@@ -220,12 +220,12 @@ pub fn validated(
         name: job.name.as_deref(),
         inputs: job.inputs.keys().map(String::as_str).collect(),
         outputs: job.outputs.keys().map(String::as_str).collect(),
-        warnings: loaded.warnings.iter().map(ToString::to_string).collect(),
+        warnings: spec_warnings.iter().map(ToString::to_string).collect(),
     };
     if structured(&summary, format)? {
         return Ok(());
     }
-    let warned = match loaded.warnings.len() {
+    let warned = match spec_warnings.len() {
         0 => String::new(),
         n => format!(" ({n} warning{})", if n == 1 { "" } else { "s" }),
     };

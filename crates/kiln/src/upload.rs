@@ -38,6 +38,18 @@ pub async fn snapshot(client: &Client, path: &Path) -> Result<Snapshot> {
     snapshot_under(client, path, None).await
 }
 
+/// Uploads a local file or folder and returns the URI a spec names it by: `cas:<id>` for a
+/// folder, `cas:<id>/<file name>` for a file.
+pub async fn uri(client: &Client, path: &Path) -> Result<String> {
+    let snap = snapshot(client, path).await.with_context(|| format!("uploading {}", path.display()))?;
+    Ok(if path.is_file() {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        format!("{}/{name}", snap.uri)
+    } else {
+        snap.uri
+    })
+}
+
 /// Like [`snapshot`], with a folder's files placed under `prefix/` in the snapshot (a model
 /// keeps its folder's name).
 pub async fn snapshot_under(client: &Client, path: &Path, prefix: Option<&str>) -> Result<Snapshot> {
