@@ -108,6 +108,7 @@ fn failed(exit_code: Option<i32>, message: String) -> Outcome {
 
 async fn run(plan: &LaunchPlan, log: &SystemLog) -> Outcome {
     procs::become_subreaper();
+    let cancel = procs::CancelSignal::listen();
     emit(&Event::Preparing);
     let blobs = match ArtifactStore::open(&plan.artifact_store) {
         Ok(b) => b,
@@ -116,7 +117,7 @@ async fn run(plan: &LaunchPlan, log: &SystemLog) -> Outcome {
     let wd = plan.job_dir.join("wd");
     let prepared = tokio::select! {
         p = prepare(plan, &blobs, &wd, log) => p,
-        _ = procs::terminated() => {
+        _ = cancel.requested() => {
             return Outcome { status: OutcomeStatus::Canceled, exit_code: None, message: Some("canceled while preparing".into()) };
         }
     };
@@ -128,7 +129,7 @@ async fn run(plan: &LaunchPlan, log: &SystemLog) -> Outcome {
         }
     };
     emit(&Event::Starting);
-    let outcome = procs::run(plan, &command, &env, &wd, log).await;
+    let outcome = procs::run(plan, &command, &env, &wd, log, &cancel).await;
     emit(&Event::Finalizing);
     match finalize(plan, &blobs, &wd, &uploads, log).await {
         Ok(()) => outcome,

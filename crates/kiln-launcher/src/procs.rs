@@ -23,17 +23,37 @@ pub(crate) fn become_subreaper() {
     let _ = nix::sys::prctl::set_child_subreaper(true);
 }
 
-/// Resolves when the launcher is asked to stop (SIGTERM or SIGINT): the job was canceled.
-pub(crate) async fn terminated() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {},
-                _ = int.recv() => {},
-            }
+/// Whether the launcher was asked to stop (SIGTERM or SIGINT): the job was canceled.
+///
+/// Listening starts once, when the launcher starts, and the answer sticks: a signal that
+/// arrives between preparing and running (when nobody is awaiting it) is not lost.
+#[derive(Clone)]
+pub(crate) struct CancelSignal(tokio::sync::watch::Receiver<bool>);
+
+impl CancelSignal {
+    pub(crate) fn listen() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        if let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = int.recv() => {},
+                }
+                let _ = tx.send(true);
+                // Keep the handlers installed: a second signal must not kill the launcher.
+                std::future::pending::<()>().await
+            });
         }
-        _ => std::future::pending::<()>().await,
+        CancelSignal(rx)
+    }
+
+    /// Resolves once the launcher has been asked to stop (at once if it already was).
+    pub(crate) async fn requested(&self) {
+        let mut rx = self.0.clone();
+        if rx.wait_for(|c| *c).await.is_err() {
+            std::future::pending::<()>().await
+        }
     }
 }
 
@@ -50,6 +70,7 @@ pub(crate) async fn run(
     env: &[(String, String)],
     wd: &Path,
     log: &SystemLog,
+    cancel: &CancelSignal,
 ) -> Outcome {
     let count = plan.processes.count().max(1) as usize;
     let shell = if Path::new("/bin/bash").exists() { "/bin/bash" } else { "/bin/sh" };
@@ -119,7 +140,7 @@ pub(crate) async fn run(
         tokio::select! {
             _ = wait_all => Ended::AllExited,
             _ = timeout => Ended::TimedOut,
-            _ = terminated() => Ended::Canceled,
+            _ = cancel.requested() => Ended::Canceled,
         }
     };
     // Whatever is left (other ranks, background processes the command started) is stopped:
