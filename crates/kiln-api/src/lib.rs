@@ -425,3 +425,60 @@ pub struct EnvironmentCreate {
 pub struct EnvironmentPage {
     pub environments: Vec<EnvironmentAsset>,
 }
+
+/// A schedule spec (YAML or JSON text) whose job file is inlined and local paths uploaded
+/// (`kiln schedule create` does both). A schedule of an existing name is replaced.
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct ScheduleCreate {
+    pub spec: String,
+    /// How error messages name the spec.
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+/// A schedule and its recent fires. Times are epoch milliseconds.
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct Schedule {
+    pub name: String,
+    pub display_name: Option<String>,
+    pub description: Option<String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    pub is_enabled: bool,
+    /// `cron` or `recurrence`.
+    pub trigger_type: String,
+    /// The trigger in words: `cron 0 9 * * 1-5 (Pacific Standard Time)`.
+    pub trigger: String,
+    pub time_zone: String,
+    pub start_time: Option<i64>,
+    pub end_time: Option<i64>,
+    /// The job it creates: the job file as the schedule named it, `azureml:<job>` or `inline`.
+    pub create_job: String,
+    /// When it fires next; absent when disabled or past its end time.
+    pub next_fire_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    /// The most recent fires, newest first.
+    #[serde(default)]
+    pub fires: Vec<ScheduleFire>,
+    #[schema(value_type = Object)]
+    pub spec: serde_json::Value,
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// A time a schedule was due.
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct ScheduleFire {
+    pub at: i64,
+    /// `started` (its job was created), `skipped` (missed while no server ran) or `failed`
+    /// (the job could not be submitted; `message` says why).
+    pub status: String,
+    pub job_name: Option<String>,
+    pub message: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct SchedulePage {
+    pub schedules: Vec<Schedule>,
+}

@@ -256,6 +256,32 @@ impl Client {
     }
 }
 
+impl Client {
+    pub async fn create_schedule(&self, spec: String, source: String) -> Result<Schedule> {
+        self.send(reqwest::Method::POST, "/schedules", Some(&ScheduleCreate { spec, source: Some(source) })).await
+    }
+
+    pub async fn schedule(&self, name: &str) -> Result<Schedule> {
+        self.get(&format!("/schedules/{}", encode(name)), vec![]).await
+    }
+
+    /// `disabled`: `include` or `only` (enabled schedules alone when `None`).
+    pub async fn schedules(&self, disabled: Option<&str>) -> Result<SchedulePage> {
+        self.get("/schedules", vec![("disabled", disabled.map(str::to_string))]).await
+    }
+
+    /// `enable` or `disable`.
+    pub async fn schedule_action(&self, name: &str, action: &str) -> Result<Schedule> {
+        self.send::<(), _>(reqwest::Method::POST, &format!("/schedules/{}/{action}", encode(name)), None).await
+    }
+
+    pub async fn delete_schedule(&self, name: &str) -> Result<()> {
+        let url = format!("{}/api/v1/schedules/{}", self.base, encode(name));
+        self.answer(self.http.delete(&url)).await?;
+        Ok(())
+    }
+}
+
 fn api_error(status: reqwest::StatusCode, body: &[u8]) -> ClientError {
     match serde_json::from_slice::<ErrorBody>(body) {
         Ok(e) => ClientError::Api { status: status.as_u16(), code: e.error_code, message: e.message },

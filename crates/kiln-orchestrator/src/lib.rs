@@ -15,6 +15,7 @@ mod local;
 mod models;
 mod pipeline;
 mod resolve;
+mod schedules;
 mod status;
 
 use std::collections::{BTreeMap, HashMap};
@@ -35,6 +36,7 @@ pub use environments::{EnvironmentDefinition, curated, curated_names};
 pub use local::Runner;
 pub use models::{MODEL_TYPES, ModelAsset, NewModel};
 pub use pipeline::PipelineStep;
+pub use schedules::{Fire, LATE_GRACE_MS, ScheduleView};
 pub use status::JobStatus;
 
 use local::{BackendEvent, LocalBackend};
@@ -174,6 +176,8 @@ struct Inner {
     /// Pipelines advance one at a time, so two steps ending together cannot both start the
     /// step after them.
     pipelines: tokio::sync::Mutex<()>,
+    /// Rung when a schedule is made, changed or deleted: the schedule ticker looks again.
+    schedules_changed: Notify,
 }
 
 /// A job whose launcher is running.
@@ -198,6 +202,7 @@ impl Orchestrator {
                 live: Mutex::new(HashMap::new()),
                 wake: Notify::new(),
                 pipelines: tokio::sync::Mutex::new(()),
+                schedules_changed: Notify::new(),
             }),
         }
     }
@@ -223,6 +228,7 @@ impl Orchestrator {
                 .await?;
         }
         self.recover().await?;
+        self.start_schedules();
         let this = self.clone();
         tokio::spawn(async move {
             loop {

@@ -11,6 +11,7 @@ mod fields;
 mod jobs;
 mod mlflow;
 pub mod native;
+mod schedules;
 mod wire;
 
 use std::sync::Arc;
@@ -142,7 +143,7 @@ pub fn router(state: Shared) -> Router {
         .nest("/ajax-api/3.0/mlflow", v3)
         .nest("/api/2.0/mlflow-artifacts", proxy.clone())
         .nest("/ajax-api/2.0/mlflow-artifacts", proxy)
-        .nest("/api/v1", native::routes().merge(jobs::routes()).merge(assets::routes()))
+        .nest("/api/v1", native::routes().merge(jobs::routes()).merge(assets::routes()).merge(schedules::routes()))
         // JSON bodies are read whole; artifacts stream and are not limited by this.
         .layer(DefaultBodyLimit::max(64 * 1024 * 1024));
     Router::new()

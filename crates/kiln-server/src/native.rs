@@ -141,6 +141,7 @@ async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     let mut doc = ApiDoc::openapi();
     doc.merge(crate::jobs::JobsDoc::openapi());
     doc.merge(crate::assets::AssetsDoc::openapi());
+    doc.merge(crate::schedules::SchedulesDoc::openapi());
     Json(doc)
 }
 

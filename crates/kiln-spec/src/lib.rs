@@ -12,6 +12,7 @@ pub mod job;
 pub mod pipeline;
 pub mod read;
 pub mod reference;
+pub mod schedule;
 pub mod yaml;
 
 use std::fmt;

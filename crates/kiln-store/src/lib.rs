@@ -20,6 +20,7 @@ pub mod query;
 mod registry;
 pub use registry::{NewModelVersion, STAGES};
 mod runs;
+mod schedules;
 mod sql;
 mod traces;
 
@@ -86,6 +87,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "tracking", sql: include_str!("../migrations/0001_tracking.sql") },
     Migration { version: 2, name: "jobs", sql: include_str!("../migrations/0002_jobs.sql") },
     Migration { version: 3, name: "pipelines", sql: include_str!("../migrations/0003_pipelines.sql") },
+    Migration { version: 4, name: "schedules", sql: include_str!("../migrations/0004_schedules.sql") },
 ];
 
 impl Store {

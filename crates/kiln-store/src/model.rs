@@ -280,3 +280,30 @@ pub struct AssetRecord {
     pub created_at: i64,
     pub archived: bool,
 }
+
+/// A schedule: its bundled spec (JSON text) and its firing state. Times are epoch ms.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduleRecord {
+    pub name: String,
+    pub spec: String,
+    pub source: String,
+    pub enabled: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub anchor_at: i64,
+    /// `None` once the schedule has no more times (past its end).
+    pub next_fire_at: Option<i64>,
+}
+
+/// One time a schedule was due.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduleFire {
+    pub schedule: String,
+    pub fire_at: i64,
+    /// `started` (a job was created), `skipped` (missed while no server ran) or `failed`
+    /// (the job could not be submitted).
+    pub status: String,
+    pub job_name: Option<String>,
+    pub message: Option<String>,
+    pub recorded_at: i64,
+}

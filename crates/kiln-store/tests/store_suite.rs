@@ -510,3 +510,60 @@ async fn asset_versions_increment_resolve_latest_and_refuse_changed_content() {
         assert!(s.latest_asset("environment", "iris").await.unwrap().is_none());
     }
 }
+
+#[tokio::test]
+async fn schedules_fire_once_per_claim_and_keep_their_record() {
+    for b in backends().await {
+        let s = &b.store;
+        let mut rec = ScheduleRecord {
+            name: "nightly".into(),
+            spec: "{}".into(),
+            source: "s.yml".into(),
+            enabled: true,
+            created_at: 1_000,
+            updated_at: 1_000,
+            anchor_at: 1_000,
+            next_fire_at: Some(5_000),
+        };
+        assert!(s.put_schedule(&rec).await.unwrap(), "{}", b.name);
+        let mut off = rec.clone();
+        off.name = "off".into();
+        off.enabled = false;
+        off.next_fire_at = Some(10);
+        assert!(s.put_schedule(&off).await.unwrap());
+        assert_eq!(s.next_schedule_fire().await.unwrap(), Some(5_000), "disabled schedules are not due");
+        assert!(s.due_schedules(4_999).await.unwrap().is_empty());
+        assert_eq!(s.due_schedules(5_000).await.unwrap().len(), 1);
+        // Two servers claim the same fire: one wins.
+        assert!(s.claim_schedule_fire("nightly", 5_000, Some(6_000)).await.unwrap());
+        assert!(!s.claim_schedule_fire("nightly", 5_000, Some(6_000)).await.unwrap());
+        let fire = |at: i64, status: &str| ScheduleFire {
+            schedule: "nightly".into(),
+            fire_at: at,
+            status: status.into(),
+            job_name: None,
+            message: None,
+            recorded_at: at,
+        };
+        s.record_schedule_fires(&[fire(4_000, "skipped"), fire(5_000, "started")]).await.unwrap();
+        s.record_schedule_fires(&[fire(5_000, "failed")]).await.unwrap();
+        let fires = s.schedule_fires("nightly", 10).await.unwrap();
+        assert_eq!(
+            fires.iter().map(|f| (f.fire_at, f.status.as_str())).collect::<Vec<_>>(),
+            [(5_000, "started"), (4_000, "skipped")]
+        );
+        // An update keeps the creation time; the list filters on state.
+        rec.spec = "{\"v\": 2}".into();
+        rec.created_at = 99;
+        assert!(!s.put_schedule(&rec).await.unwrap());
+        let got = s.get_schedule("nightly").await.unwrap().unwrap();
+        assert_eq!((got.created_at, got.spec.as_str(), got.next_fire_at), (1_000, "{\"v\": 2}", Some(5_000)));
+        assert_eq!(s.list_schedules(Some(false)).await.unwrap().len(), 1);
+        assert_eq!(s.list_schedules(None).await.unwrap().len(), 2);
+        assert!(s.set_schedule_enabled("off", true, None).await.unwrap());
+        assert_eq!(s.next_schedule_fire().await.unwrap(), Some(5_000), "no next time: never due");
+        assert!(s.delete_schedule("nightly").await.unwrap());
+        assert!(!s.delete_schedule("nightly").await.unwrap());
+        assert!(s.schedule_fires("nightly", 10).await.unwrap().is_empty());
+    }
+}

@@ -61,7 +61,7 @@ pub struct Bundler<'c> {
 
 impl Bundler<'_> {
     /// Data inputs with local paths (`inputs.<k>.path`) become uploads.
-    async fn inputs(&self, node: &mut Node, base: &Path, label: &str, field: &str) -> Result<()> {
+    pub async fn inputs(&self, node: &mut Node, base: &Path, label: &str, field: &str) -> Result<()> {
         let Some(Node { kind: Kind::Map(entries), .. }) = entry_mut(node, "inputs") else { return Ok(()) };
         for e in entries.iter_mut() {
             let direct = e.value.get("mode").and_then(scalar) == Some("direct");

@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use kiln_client::Client;
 
 use crate::output::{self, Format};
-use crate::{assets, jobs, up};
+use crate::{assets, jobs, schedules, up};
 
 #[derive(Parser, Debug)]
 #[command(name = "kiln", version, about = "Kiln: a machine-learning workspace in one binary")]
@@ -50,6 +50,9 @@ pub enum Command {
     /// Environment assets (versioned).
     #[command(subcommand, alias = "env")]
     Environment(AssetCmd<EnvironmentCreateArgs>),
+    /// Schedules that submit a job on a cron or recurrence trigger.
+    #[command(subcommand, alias = "schedules")]
+    Schedule(ScheduleCmd),
     /// Run one job where it is placed (started by a compute backend, not by hand).
     #[command(hide = true)]
     Launch { job_dir: PathBuf },
@@ -260,6 +263,54 @@ pub enum JobCmd {
     },
 }
 
+#[derive(Subcommand, Debug)]
+pub enum ScheduleCmd {
+    /// Create a schedule from its YAML file (or replace the one of that name). Its job file is
+    /// read, checked and uploaded now, as `job create` does.
+    Create {
+        #[arg(long, short = 'f')]
+        file: PathBuf,
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        set: Vec<String>,
+        #[arg(long, short = 'n')]
+        name: Option<String>,
+    },
+    /// Show a schedule, its next time and its recent fires.
+    Show {
+        #[arg(long, short = 'n')]
+        name: String,
+    },
+    /// List enabled schedules (all with --include-disabled).
+    List {
+        #[arg(long, conflicts_with = "disabled_only")]
+        include_disabled: bool,
+        #[arg(long)]
+        disabled_only: bool,
+    },
+    /// Change fields of a schedule: `--set trigger.expression="0 3 * * *"`.
+    Update {
+        #[arg(long, short = 'n')]
+        name: String,
+        #[arg(long = "set", value_name = "PATH=VALUE", required = true)]
+        set: Vec<String>,
+    },
+    /// Turn a schedule on: it fires from its next time on (what it missed is not run).
+    Enable {
+        #[arg(long, short = 'n')]
+        name: String,
+    },
+    /// Turn a schedule off.
+    Disable {
+        #[arg(long, short = 'n')]
+        name: String,
+    },
+    /// Delete a schedule; the jobs it created are kept.
+    Delete {
+        #[arg(long, short = 'n')]
+        name: String,
+    },
+}
+
 #[derive(clap::Args, Debug, Clone)]
 pub struct UpArgs {
     /// Address to listen on.
@@ -437,6 +488,7 @@ pub async fn run(args: Args) -> Result<()> {
             let items = |p: kiln_api::EnvironmentPage| p.environments;
             asset_command(&client, "environments", cmd, create, items, output::environments, format).await
         }
+        Command::Schedule(cmd) => schedule(&client, cmd, format).await,
         Command::Launch { job_dir } => {
             kiln_launcher::launch(&job_dir).await;
             Ok(())
@@ -510,6 +562,33 @@ fn archived_flag(include_archived: bool, archived_only: bool) -> Option<&'static
         Some("include")
     } else {
         None
+    }
+}
+
+async fn schedule(client: &Client, cmd: ScheduleCmd, format: Format) -> Result<()> {
+    match cmd {
+        ScheduleCmd::Create { file, set, name } => {
+            output::schedule(&schedules::create(client, &file, set, name).await?, format)
+        }
+        ScheduleCmd::Show { name } => output::schedule(&client.schedule(&name).await?, format),
+        ScheduleCmd::List { include_disabled, disabled_only } => {
+            let disabled = if disabled_only {
+                Some("only")
+            } else if include_disabled {
+                Some("include")
+            } else {
+                None
+            };
+            output::schedules(&client.schedules(disabled).await?.schedules, format)
+        }
+        ScheduleCmd::Update { name, set } => output::schedule(&schedules::update(client, &name, &set).await?, format),
+        ScheduleCmd::Enable { name } => output::schedule(&client.schedule_action(&name, "enable").await?, format),
+        ScheduleCmd::Disable { name } => output::schedule(&client.schedule_action(&name, "disable").await?, format),
+        ScheduleCmd::Delete { name } => {
+            client.delete_schedule(&name).await?;
+            eprintln!("deleted schedule '{name}' (the jobs it created are kept)");
+            Ok(())
+        }
     }
 }
 

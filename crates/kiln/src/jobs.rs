@@ -21,29 +21,43 @@ pub async fn create(client: &Client, file: &Path, mut set: Vec<String>, name: Op
         set.push(format!("name={name}"));
     }
     let (label, mut tree) = kiln_spec::read_spec(file, &set)?;
-    let (spec, warnings) = kiln_spec::job_from_node(&label, &tree)?;
     let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let named = check_and_bundle(client, &mut tree, &label, &base, None).await?;
+    if !named {
+        default_experiment(&mut tree, &base)?;
+    }
+    Ok(client.create_job(tree.to_flow(), Some(label)).await?)
+}
+
+/// Checks a job (printing its warnings) and bundles it: local paths become uploads,
+/// component files are inlined. `checked` is what to check when it differs from what is
+/// bundled (a schedule's job as it will be at a fire). Returns whether the job names its
+/// experiment.
+pub async fn check_and_bundle(
+    client: &Client,
+    tree: &mut Node,
+    label: &str,
+    base: &Path,
+    checked: Option<&Node>,
+) -> Result<bool> {
+    let (spec, warnings) = kiln_spec::job_from_node(label, checked.unwrap_or(tree))?;
     let bundler = crate::bundle::Bundler { client };
-    let named = match &spec {
+    Ok(match &spec {
         kiln_spec::JobSpec::Command(c) => {
             for w in &warnings {
                 eprintln!("warning: {w}");
             }
-            bundler.command(&mut tree, &base, &label, "").await?;
+            bundler.command(tree, base, label, "").await?;
             c.experiment_name.is_some()
         }
         kiln_spec::JobSpec::Pipeline(p) => {
             for w in check_pipeline(client, p, &warnings).await?.1 {
                 eprintln!("warning: {w}");
             }
-            bundler.pipeline(&mut tree, base.clone(), label.clone(), 0).await?;
+            bundler.pipeline(tree, base.to_path_buf(), label.to_string(), 0).await?;
             p.experiment_name.is_some()
         }
-    };
-    if !named {
-        default_experiment(&mut tree, &base)?;
-    }
-    Ok(client.create_job(tree.to_flow(), Some(label)).await?)
+    })
 }
 
 /// As the Azure ML CLI does: the experiment is named after the spec's folder.

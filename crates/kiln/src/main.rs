@@ -5,6 +5,7 @@ mod bundle;
 mod cli;
 mod jobs;
 mod output;
+mod schedules;
 mod up;
 mod upload;
 

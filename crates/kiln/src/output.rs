@@ -5,6 +5,7 @@ use anyhow::Result;
 use clap::ValueEnum;
 use kiln_api::{
     ComponentAsset, ComputeTarget, DataAsset, EnvironmentAsset, Experiment, Job, Model, ModelAsset, PipelineStep, Run,
+    Schedule, ScheduleFire,
 };
 use serde::Serialize;
 
@@ -480,5 +481,71 @@ pub fn components(items: &[ComponentAsset], format: Format) -> Result<()> {
             })
             .collect(),
     );
+    Ok(())
+}
+
+fn fire_summary(f: &ScheduleFire) -> String {
+    let what = match (&f.job_name, &f.message) {
+        (Some(job), _) => format!("{} {job}", f.status),
+        (None, Some(m)) => format!("{}: {m}", f.status),
+        (None, None) => f.status.clone(),
+    };
+    format!("{} {what}", time(Some(f.at)))
+}
+
+pub fn schedules(items: &[Schedule], format: Format) -> Result<()> {
+    if structured(&items, format)? {
+        return Ok(());
+    }
+    table(
+        &["NAME", "ENABLED", "TRIGGER", "NEXT (UTC)", "LAST", "CREATE JOB"],
+        items
+            .iter()
+            .map(|s| {
+                vec![
+                    s.name.clone(),
+                    if s.is_enabled { "yes".into() } else { "no".into() },
+                    s.trigger.clone(),
+                    time(s.next_fire_at),
+                    s.fires.first().map(fire_summary).unwrap_or_default(),
+                    s.create_job.clone(),
+                ]
+            })
+            .collect(),
+    );
+    Ok(())
+}
+
+pub fn schedule(s: &Schedule, format: Format) -> Result<()> {
+    if structured(s, format)? {
+        return Ok(());
+    }
+    let mut rows = vec![
+        ("name", s.name.clone()),
+        ("display_name", s.display_name.clone().unwrap_or_default()),
+        ("enabled", if s.is_enabled { "yes".into() } else { "no".into() }),
+        ("trigger", s.trigger.clone()),
+        ("create_job", s.create_job.clone()),
+        ("next (UTC)", time(s.next_fire_at)),
+    ];
+    if let Some(t) = s.start_time {
+        rows.push(("start (UTC)", time(Some(t))));
+    }
+    if let Some(t) = s.end_time {
+        rows.push(("end (UTC)", time(Some(t))));
+    }
+    rows.push(("created", time(Some(s.created_at))));
+    for w in &s.warnings {
+        rows.push(("warning", w.clone()));
+    }
+    for (k, v) in &s.tags {
+        rows.push(("tag", format!("{k}={v}")));
+    }
+    for f in &s.fires {
+        rows.push(("fired", fire_summary(f)));
+    }
+    for (k, v) in rows {
+        println!("{k:<13} {v}");
+    }
     Ok(())
 }
