@@ -176,6 +176,8 @@ struct Inner {
     /// Pipelines advance one at a time, so two steps ending together cannot both start the
     /// step after them.
     pipelines: tokio::sync::Mutex<()>,
+    /// Running pipelines' flattened graphs (see `running_pipeline_graph`).
+    pipeline_graphs: Mutex<HashMap<String, Arc<(kiln_spec::pipeline::PipelineJob, kiln_spec::graph::Graph)>>>,
     /// Rung when a schedule is made, changed or deleted: the schedule ticker looks again.
     schedules_changed: Notify,
 }
@@ -203,6 +205,7 @@ impl Orchestrator {
                 wake: Notify::new(),
                 pipelines: tokio::sync::Mutex::new(()),
                 schedules_changed: Notify::new(),
+                pipeline_graphs: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -580,6 +583,7 @@ impl Orchestrator {
                     compute: Some(target.name.clone()),
                     // A pipeline takes no slot: its steps do.
                     kind: Some("command".into()),
+                    without_spec: true,
                     ..Default::default()
                 })
                 .await?

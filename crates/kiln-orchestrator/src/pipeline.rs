@@ -110,6 +110,19 @@ fn sha(text: &str) -> String {
 }
 
 impl Orchestrator {
+    /// A running pipeline's flattened graph, read once and kept until it ends: `advance` runs
+    /// on every step's end, and re-reading a 100-step spec each time made a chain quadratic.
+    fn running_pipeline_graph(&self, name: &str, doc: &PipelineDocument) -> Result<Arc<(PipelineJob, Graph)>> {
+        if let Some(g) = self.inner.pipeline_graphs.lock().ok().and_then(|m| m.get(name).cloned()) {
+            return Ok(g);
+        }
+        let g = Arc::new(self.pipeline_graph(doc)?);
+        if let Ok(mut m) = self.inner.pipeline_graphs.lock() {
+            m.insert(name.to_string(), g.clone());
+        }
+        Ok(g)
+    }
+
     /// A pipeline's spec read and flattened with its pinned components.
     fn pipeline_graph(&self, doc: &PipelineDocument) -> Result<(PipelineJob, Graph)> {
         let root = kiln_spec::parse_with_overrides(&doc.source, &doc.spec, &[]).map_err(invalid)?;
@@ -252,7 +265,12 @@ impl Orchestrator {
     async fn pipeline_children(&self, name: &str) -> Result<(HashMap<String, JobRecord>, HashMap<String, u32>)> {
         let children = self
             .store()
-            .list_jobs(&JobFilter { parent: Some(name.to_string()), oldest_first: true, ..Default::default() })
+            .list_jobs(&JobFilter {
+                parent: Some(name.to_string()),
+                oldest_first: true,
+                without_spec: true,
+                ..Default::default()
+            })
             .await?;
         let mut latest = HashMap::new();
         let mut attempts: HashMap<String, u32> = HashMap::new();
@@ -276,10 +294,11 @@ impl Orchestrator {
         }
         let mut doc: PipelineDocument =
             serde_json::from_str(&record.spec).map_err(|e| ServiceError::internal(e.to_string()))?;
-        let (p, graph) = match self.pipeline_graph(&doc) {
+        let pg = match self.running_pipeline_graph(name, &doc) {
             Ok(g) => g,
             Err(e) => return self.end_pipeline(name, JobStatus::Failed, Some(&e.message)).await,
         };
+        let (p, graph) = (&pg.0, &pg.1);
         let experiment = self.inner.tracking.get_experiment(&record.experiment_id.to_string()).await?;
         let (mut latest, attempts) = self.pipeline_children(name).await?;
 
@@ -327,7 +346,7 @@ impl Orchestrator {
                         _ => None,
                     })
                     .collect();
-                match self.start_step(&record, &doc, &p, &graph, i, &upstream, &experiment, tried + 1).await {
+                match self.start_step(&record, &doc, p, graph, i, &upstream, &experiment, tried + 1).await {
                     Ok(Some(reused)) => State::Done(reused),
                     Ok(None) => State::Active,
                     Err(e) => State::Failed(format!("step '{}' could not start: {}", step.path, e.message)),
@@ -389,6 +408,9 @@ impl Orchestrator {
     }
 
     async fn end_pipeline(&self, name: &str, status: JobStatus, reason: Option<&str>) -> Result<()> {
+        if let Ok(mut m) = self.inner.pipeline_graphs.lock() {
+            m.remove(name);
+        }
         // A pipeline moves from Running (or CancelRequested) straight to its end.
         if self.move_to(name, status, reason).await? {
             self.mirror_run_end(name, status).await;

@@ -84,7 +84,8 @@ impl Store {
 
     /// Jobs, newest first (without their transitions).
     pub async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>> {
-        let mut sql = Sql::new(self.dialect, &format!("SELECT {COLUMNS} FROM jobs WHERE 1 = 1"));
+        let columns = if filter.without_spec { COLUMNS.replacen(" spec,", " '' AS spec,", 1) } else { COLUMNS.into() };
+        let mut sql = Sql::new(self.dialect, &format!("SELECT {columns} FROM jobs WHERE 1 = 1"));
         if let Some(archived) = filter.archived {
             sql.push(" AND archived = ").bind(archived as i64);
         }

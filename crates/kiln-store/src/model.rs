@@ -256,6 +256,9 @@ pub struct JobFilter {
     pub top_level_only: bool,
     pub oldest_first: bool,
     pub limit: Option<i64>,
+    /// Leave the `spec` column out (returned empty): for listings that only need the status,
+    /// since a command job's spec holds its whole launch plan.
+    pub without_spec: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -444,10 +444,21 @@ pub struct ModelCreateArgs {
 }
 
 pub async fn run(args: Args) -> Result<()> {
+    // Building an HTTP client loads the TLS roots (milliseconds): the server and a job's
+    // launcher, which start often and talk to no one through it, skip that.
+    let command = match args.command {
+        Command::Up(up_args) => return up::run(up_args).await,
+        Command::Launch { job_dir } => {
+            kiln_launcher::launch(&job_dir).await;
+            return Ok(());
+        }
+        other => other,
+    };
     let client = Client::new(&args.url);
     let format = args.output;
-    match args.command {
-        Command::Up(up_args) => up::run(up_args).await,
+    match command {
+        // Handled above, before the client was built.
+        Command::Up(_) | Command::Launch { .. } => Ok(()),
         Command::Experiments(ExperimentCmd::List { filter, view }) => {
             let view = match view {
                 View::Active => "active",
@@ -489,10 +500,6 @@ pub async fn run(args: Args) -> Result<()> {
             asset_command(&client, "environments", cmd, create, items, output::environments, format).await
         }
         Command::Schedule(cmd) => schedule(&client, cmd, format).await,
-        Command::Launch { job_dir } => {
-            kiln_launcher::launch(&job_dir).await;
-            Ok(())
-        }
         Command::Compute(ComputeCmd::Create { file, name, kind, max_instances, .. }) => {
             jobs::create_compute(&client, file, name, kind, max_instances, format).await
         }
