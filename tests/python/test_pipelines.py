@@ -391,3 +391,24 @@ jobs:
     unknown = write(tmp_path / "unknown.yml", "type: pipeline\njobs:\n  x:\n    component: azureml:nope@latest\n")
     out = kiln(server, "job", "create", "-f", str(unknown))
     assert out.returncode != 0 and f"{unknown}:4:16: component: 'azureml:nope@latest' is not a registered component" in out.stderr, out.stderr
+
+
+def test_output_paths_resolve_name_output_name_and_default_datastore(server, tmp_path):
+    spec = write(
+        tmp_path / "paths.yml",
+        f"""type: pipeline
+jobs:
+  w:
+    command: echo hi > ${{{{outputs.o}}}}/x.txt
+    {ENV.strip()}
+    outputs:
+      o: {{type: uri_folder, path: "azureml://datastores/${{{{default_datastore}}}}/paths/custom/${{{{name}}}}/${{{{output_name}}}}"}}
+""",
+    )
+    done = wait_status(server, create(server, spec)["name"])
+    assert done["status"] == "Completed", done
+    step = graph(server, done["name"])["w"]["job"]
+    out = server.api("GET", f"/api/v1/jobs/{step}").json()["outputs"]["o"]
+    assert out["uri"] == f"blob:custom/{step}/o", out
+    files = server.api("GET", f"/api/v1/jobs/{step}/outputs/o").json()
+    assert "x.txt" in json.dumps(files), files

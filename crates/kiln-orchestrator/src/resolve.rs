@@ -73,6 +73,8 @@ impl Resolver<'_> {
                 Some(p) => {
                     let p = p.replace("${{name}}", name).replace("{name}", name);
                     let p = p.replace("${{output_name}}", key).replace("{output_name}", key);
+                    // Every datastore name is this workspace's artifact store.
+                    let p = p.replace("${{default_datastore}}", "workspaceblobstore");
                     match datastore_path(&p) {
                         Some(path) => format!("blob:{path}"),
                         None => {
