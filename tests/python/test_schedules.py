@@ -43,7 +43,8 @@ def top_level_jobs(server):
 
 def test_a_schedule_fires_its_pipeline_on_time_with_overrides(server, tmp_path):
     pipeline(tmp_path)
-    start = iso_utc(4)
+    # Far enough ahead that a slow machine has made the schedule before its start time.
+    start = iso_utc(8)
     spec = write(
         tmp_path / "sched.yml",
         f"""$schema: https://azuremlschemas.azureedge.net/latest/schedule.schema.json
@@ -72,7 +73,7 @@ create_job:
     assert made["next_fire_at"] == start_ms, made
     assert top_level_jobs(server) == [], "it does not fire before its start time"
 
-    assert wait_until(lambda: schedule(server, "soon")["fires"], 20)
+    assert wait_until(lambda: schedule(server, "soon")["fires"], 30)
     fire = schedule(server, "soon")["fires"][0]
     assert fire["status"] == "started" and fire["at"] == start_ms, fire
     job = wait_status(server, fire["job_name"])
@@ -108,7 +109,7 @@ def test_times_missed_while_the_server_is_down_are_skipped_not_run(tmp_path, job
     data = tmp_path / "data"
     srv = KilnServer(data, env=job_env(job_cache)).start()
     try:
-        start = iso_utc(3)
+        start = iso_utc(6)
         spec = write(
             tmp_path / "sched.yml",
             f"""name: missed
@@ -119,7 +120,8 @@ create_job: ./pipe.yml
         out = kiln(srv, "schedule", "create", "-f", str(spec))
         assert out.returncode == 0, out.stderr
         srv.stop()
-        time.sleep(3 + GRACE_S + 2)
+        start_s = datetime.datetime.fromisoformat(start.replace("Z", "+00:00")).timestamp()
+        time.sleep(max(0.0, start_s + GRACE_S + 2 - time.time()))
         srv = KilnServer(data, env=job_env(job_cache)).start()
         assert wait_until(lambda: schedule(srv, "missed")["fires"], 10)
         s = schedule(srv, "missed")
