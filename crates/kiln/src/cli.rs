@@ -53,6 +53,9 @@ pub enum Command {
     /// Schedules that submit a job on a cron or recurrence trigger.
     #[command(subcommand, alias = "schedules")]
     Schedule(ScheduleCmd),
+    /// Benchmarks of Kiln's own parts, for the scripts in `benches/`.
+    #[command(subcommand, hide = true)]
+    Bench(BenchCmd),
     /// Run one job where it is placed (started by a compute backend, not by hand).
     #[command(hide = true)]
     Launch { job_dir: PathBuf },
@@ -264,6 +267,23 @@ pub enum JobCmd {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum BenchCmd {
+    /// A sampler on Branin, Hartmann-6 and 5-D Rosenbrock: one JSON line per function and seed.
+    Sampler {
+        /// bayesian or random.
+        #[arg(long, default_value = "bayesian")]
+        sampler: String,
+        #[arg(long, default_value_t = 50)]
+        trials: usize,
+        #[arg(long, default_value_t = 20)]
+        seeds: u64,
+        /// Also time suggestions at this many trials (0: not).
+        #[arg(long, default_value_t = 200)]
+        timing_at: usize,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum ScheduleCmd {
     /// Create a schedule from its YAML file (or replace the one of that name). Its job file is
     /// read, checked and uploaded now, as `job create` does.
@@ -452,13 +472,16 @@ pub async fn run(args: Args) -> Result<()> {
             kiln_launcher::launch(&job_dir).await;
             return Ok(());
         }
+        Command::Bench(BenchCmd::Sampler { sampler, trials, seeds, timing_at }) => {
+            return crate::bench::sampler(&sampler, trials, seeds, timing_at);
+        }
         other => other,
     };
     let client = Client::new(&args.url);
     let format = args.output;
     match command {
         // Handled above, before the client was built.
-        Command::Up(_) | Command::Launch { .. } => Ok(()),
+        Command::Up(_) | Command::Launch { .. } | Command::Bench(_) => Ok(()),
         Command::Experiments(ExperimentCmd::List { filter, view }) => {
             let view = match view {
                 View::Active => "active",

@@ -1,6 +1,7 @@
 //! `kiln`: the workspace server (`kiln up`) and the client commands that talk to it.
 
 mod assets;
+mod bench;
 mod bundle;
 mod cli;
 mod jobs;
