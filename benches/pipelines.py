@@ -40,23 +40,15 @@ import time
 
 import requests
 
+from jobs import start_kiln, wait  # the same server start and job polling as benches/jobs.py
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HERE = os.path.join(ROOT, "benches")
-VENV_BIN = os.path.dirname(sys.executable)
 TARGET_STEP_S = 0.020  # overhead per step
 TARGET_RATIO = 20.0  # times faster than the peer
 
 
 # ---- Kiln ------------------------------------------------------------------------------------
-
-
-def start_kiln(binary, data, cache):
-    env = dict(os.environ, PATH=VENV_BIN + os.pathsep + os.environ["PATH"], KILN_CACHE_DIR=cache, KILN_LOG="warn")
-    proc = subprocess.Popen(
-        [binary, "up", "--port", "0", "--data-dir", data], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True
-    )
-    url = proc.stdout.readline().strip().split()[-1]
-    return proc, url
 
 
 def submit(url, spec):
@@ -65,16 +57,6 @@ def submit(url, spec):
         hint = " (a kiln built before pipeline jobs? rebuild it)" if "expected 'command' here" in r.text else ""
         raise RuntimeError(f"kiln refused the pipeline: {r.status_code} {r.text[:500]}{hint}")
     return r.json()["name"]
-
-
-def wait(url, name, timeout=600):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        job = requests.get(f"{url}/api/v1/jobs/{name}", timeout=30).json()
-        if job["status"] in ("Completed", "Failed", "Canceled"):
-            return job
-        time.sleep(0.01)
-    raise TimeoutError(name)
 
 
 def pipeline_spec(shape, n, force_rerun):

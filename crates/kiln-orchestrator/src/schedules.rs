@@ -76,10 +76,13 @@ fn iso(ms: i64) -> String {
 }
 
 fn parse(source: &str, text: &str) -> Result<(Schedule, Vec<String>)> {
-    let invalid = |e: kiln_spec::SpecError| ServiceError::invalid(e.to_string());
-    let root = kiln_spec::parse_with_overrides(source, text, &[]).map_err(invalid)?;
+    let root = kiln_spec::parse_with_overrides(source, text, &[]).map_err(|e| ServiceError::invalid(e.to_string()))?;
+    read(source, &root)
+}
+
+fn read(source: &str, root: &kiln_spec::Node) -> Result<(Schedule, Vec<String>)> {
     let src = kiln_spec::read::Source::new(source);
-    let spec = kiln_spec::schedule::schedule(&src, &root).map_err(invalid)?;
+    let spec = kiln_spec::schedule::schedule(&src, root).map_err(|e| ServiceError::invalid(e.to_string()))?;
     Ok((spec, src.take_warnings().iter().map(ToString::to_string).collect()))
 }
 
@@ -324,10 +327,10 @@ impl Orchestrator {
 }
 
 fn view(record: ScheduleRecord, fires: Vec<ScheduleFire>) -> ScheduleView {
-    let parsed = parse(&record.source, &record.spec);
-    let spec_json = kiln_spec::parse_with_overrides(&record.source, &record.spec, &[])
-        .map(|n| n.to_json())
-        .unwrap_or(serde_json::Value::Null);
+    let root = kiln_spec::parse_with_overrides(&record.source, &record.spec, &[])
+        .map_err(|e| ServiceError::invalid(e.to_string()));
+    let spec_json = root.as_ref().map(|n| n.to_json()).unwrap_or(serde_json::Value::Null);
+    let parsed = root.and_then(|n| read(&record.source, &n));
     let fires = fires
         .into_iter()
         .map(|f| Fire { at: f.fire_at, status: f.status, job_name: f.job_name, message: f.message })

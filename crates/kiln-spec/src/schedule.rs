@@ -265,12 +265,8 @@ fn recurrence(src: &Source, m: &MapReader) -> Result<Recurrence> {
             let list = |name: &str, max: u32| -> Result<Vec<u32>> {
                 let Some(n) = p.get(name) else { return Ok(Vec::new()) };
                 let field = p.field(name);
-                let items: Vec<&Node> = match &n.kind {
-                    Kind::Seq(items) => items.iter().collect(),
-                    _ => vec![n],
-                };
                 let mut out = Vec::new();
-                for item in items {
+                for item in one_or_many(n) {
                     match item.resolve() {
                         Some(Resolved::Int(i)) if (0..=max as i64).contains(&i) => out.push(i as u32),
                         _ => {
@@ -298,11 +294,7 @@ fn recurrence(src: &Source, m: &MapReader) -> Result<Recurrence> {
             }
             let mut week_days = Vec::new();
             if let Some(n) = p.get("week_days") {
-                let items: Vec<&Node> = match &n.kind {
-                    Kind::Seq(items) => items.iter().collect(),
-                    _ => vec![n],
-                };
-                for item in items {
+                for item in one_or_many(n) {
                     let text = scalar_text(src, item, &p.field("week_days"))?;
                     let day = parse_week_day(&text).ok_or_else(|| {
                         src.error(
@@ -343,6 +335,14 @@ fn recurrence(src: &Source, m: &MapReader) -> Result<Recurrence> {
         }
     };
     Ok(Recurrence { frequency, interval, pattern })
+}
+
+/// `hours: 9` and `hours: [9, 17]` alike.
+fn one_or_many(n: &Node) -> Vec<&Node> {
+    match &n.kind {
+        Kind::Seq(items) => items.iter().collect(),
+        _ => vec![n],
+    }
 }
 
 fn parse_week_day(text: &str) -> Option<Weekday> {

@@ -17,7 +17,8 @@ use crate::upload;
 /// Components nest at most this deep (a component that names itself would never end).
 const MAX_DEPTH: usize = 16;
 
-fn text(value: &str) -> Node {
+/// A quoted scalar written by Kiln (no position in the file).
+pub(crate) fn text(value: &str) -> Node {
     Node::scalar(value, false, Pos::default())
 }
 
@@ -28,7 +29,7 @@ fn scalar(node: &Node) -> Option<&str> {
     }
 }
 
-fn entry_mut<'n>(node: &'n mut Node, key: &str) -> Option<&'n mut Node> {
+pub(crate) fn entry_mut<'n>(node: &'n mut Node, key: &str) -> Option<&'n mut Node> {
     match &mut node.kind {
         Kind::Map(entries) => entries.iter_mut().find(|e| e.key == key).map(|e| &mut e.value),
         _ => None,

@@ -7,13 +7,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow, bail};
 use kiln_api::{ComputeCreate, Job, JobUpdate};
 use kiln_client::Client;
-use kiln_spec::{Node, Pos};
+use kiln_spec::Node;
 
+use crate::bundle::text;
 use crate::output::{self, Format};
-
-fn text(value: &str) -> Node {
-    Node::scalar(value, false, Pos::default())
-}
 
 /// Reads a job spec, uploads its local code, inputs and conda file, and submits it.
 pub async fn create(client: &Client, file: &Path, mut set: Vec<String>, name: Option<String>) -> Result<Job> {

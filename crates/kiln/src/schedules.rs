@@ -10,9 +10,7 @@ use kiln_spec::schedule::JobBase;
 use kiln_spec::yaml::{Entry, Kind};
 use kiln_spec::{Node, Pos};
 
-fn text(value: &str) -> Node {
-    Node::scalar(value, false, Pos::default())
-}
+use crate::bundle::{entry_mut, text};
 
 fn read(label: &str, tree: &Node) -> Result<kiln_spec::schedule::Schedule> {
     let src = kiln_spec::read::Source::new(label);
@@ -38,6 +36,8 @@ pub async fn create(client: &Client, file: &Path, mut set: Vec<String>, name: Op
     if with_job && let Some(cj) = entry_mut(&mut tree, "create_job") {
         bundler.inputs(cj, &base, &label, "create_job.").await?;
     }
+    // Read again: the overrides now name the uploads (the first read checked the file before
+    // anything was uploaded).
     let create = kiln_spec::schedule::schedule(&kiln_spec::read::Source::new(label.as_str()), &tree)?.create_job;
     let (job, job_label, job_base, source) = match &create.base {
         JobBase::Existing { .. } => {
@@ -79,11 +79,4 @@ pub async fn update(client: &Client, name: &str, set: &[String]) -> Result<Sched
         anyhow::bail!("--set name=…: a schedule's name cannot change (create one under the new name)");
     }
     Ok(client.create_schedule(tree.to_flow(), label).await?)
-}
-
-fn entry_mut<'n>(node: &'n mut Node, key: &str) -> Option<&'n mut Node> {
-    match &mut node.kind {
-        Kind::Map(entries) => entries.iter_mut().find(|e| e.key == key).map(|e| &mut e.value),
-        _ => None,
-    }
 }
