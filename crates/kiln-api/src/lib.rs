@@ -136,6 +136,53 @@ pub struct PipelineGraph {
     pub edges: Vec<[String; 2]>,
 }
 
+/// A sweep's search and its trials: what `job show` lists and what a parallel-coordinates
+/// view draws (one axis per parameter, one for the objective, one line per trial).
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct SweepTrials {
+    pub primary_metric: String,
+    /// `maximize` or `minimize`.
+    pub goal: String,
+    /// `random`, `grid` or `bayesian`.
+    pub sampling_algorithm: String,
+    pub parameters: Vec<SweepParameter>,
+    pub max_total_trials: u32,
+    pub max_concurrent_trials: u32,
+    /// The trial job with the best score, once the sweep has ended.
+    pub best_trial: Option<String>,
+    pub best_metric: Option<f64>,
+    pub trials: Vec<SweepTrial>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct SweepParameter {
+    pub name: String,
+    /// `choice`, `randint`, `uniform`, `loguniform`, `quniform`, `qloguniform`, `normal`,
+    /// `lognormal`, `qnormal` or `qlognormal`.
+    pub distribution: String,
+    /// The distribution's parameters as the spec names them (`values`, `min_value`, `mu`, …).
+    #[schema(value_type = Object)]
+    pub arguments: serde_json::Value,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct SweepTrial {
+    /// 0-based, in the order trials started.
+    pub index: usize,
+    pub job: String,
+    pub status: String,
+    /// Parameter name → the trial's value (number, string or boolean).
+    #[schema(value_type = Object)]
+    pub values: serde_json::Map<String, serde_json::Value>,
+    /// The best value of the primary metric the trial logged.
+    pub metric: Option<f64>,
+    /// How many times it logged the primary metric.
+    pub reports: usize,
+    /// Why the early-termination policy stopped it, when it did.
+    pub early_terminated: Option<String>,
+    pub failure: Option<String>,
+}
+
 #[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
 pub struct JobCreate {
     pub spec: String,

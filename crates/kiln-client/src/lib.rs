@@ -155,6 +155,11 @@ impl Client {
         self.get(&format!("/jobs/{}/graph", encode(name)), vec![]).await
     }
 
+    /// A sweep job's parameters and trials.
+    pub async fn sweep_trials(&self, name: &str) -> Result<SweepTrials> {
+        self.get(&format!("/jobs/{}/trials", encode(name)), vec![]).await
+    }
+
     /// `cancel`, `archive` or `restore`.
     pub async fn job_action(&self, name: &str, action: &str) -> Result<Job> {
         self.send::<(), _>(reqwest::Method::POST, &format!("/jobs/{}/{action}", encode(name)), None).await

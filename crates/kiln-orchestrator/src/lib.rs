@@ -17,6 +17,7 @@ mod pipeline;
 mod resolve;
 mod schedules;
 mod status;
+mod sweep;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -38,6 +39,7 @@ pub use models::{MODEL_TYPES, ModelAsset, NewModel};
 pub use pipeline::PipelineStep;
 pub use schedules::{Fire, LATE_GRACE_MS, ScheduleView};
 pub use status::JobStatus;
+pub use sweep::{BestTrial, SweepParameter, SweepTrial, SweepView};
 
 use local::{BackendEvent, LocalBackend};
 
@@ -129,6 +131,8 @@ struct StepRecord {
     reuse_key: Option<String>,
     reuse_parts: BTreeMap<String, String>,
     properties: BTreeMap<String, String>,
+    /// Logged as the run's params before the job is queued (a sweep trial's values).
+    params: Vec<(String, String)>,
 }
 
 /// A submission: a command job spec (YAML or JSON text) whose local paths the client has
@@ -180,6 +184,8 @@ struct Inner {
     pipeline_graphs: Mutex<HashMap<String, Arc<(kiln_spec::pipeline::PipelineJob, kiln_spec::graph::Graph)>>>,
     /// Rung when a schedule is made, changed or deleted: the schedule ticker looks again.
     schedules_changed: Notify,
+    /// Finished sweep trials' reports of the primary metric (they no longer change).
+    trial_curves: Mutex<HashMap<String, Vec<f64>>>,
 }
 
 /// A job whose launcher is running.
@@ -206,6 +212,7 @@ impl Orchestrator {
                 pipelines: tokio::sync::Mutex::new(()),
                 schedules_changed: Notify::new(),
                 pipeline_graphs: Mutex::new(HashMap::new()),
+                trial_curves: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -263,6 +270,7 @@ impl Orchestrator {
                 self.get(&name).await
             }
             kiln_spec::JobSpec::Pipeline(p) => self.submit_pipeline(p, sub, source, warnings).await,
+            kiln_spec::JobSpec::Sweep(s) => self.submit_sweep(s, sub, source, warnings).await,
         }
     }
 
@@ -361,6 +369,10 @@ impl Orchestrator {
                 tags,
             })
             .await?;
+        if let Some(s) = step.as_ref().filter(|s| !s.params.is_empty()) {
+            let params = s.params.iter().map(|(k, v)| kiln_tracking::Tag::new(k.clone(), v.clone())).collect();
+            self.inner.tracking.log_batch(&name, Vec::new(), params, Vec::new()).await?;
+        }
         self.inner.tracking.store().update_run(&name, Some("SCHEDULED"), None, None).await?;
         let now = now_ms();
         let record = JobRecord {
@@ -461,13 +473,12 @@ impl Orchestrator {
 
     pub async fn cancel(&self, name: &str) -> Result<Job> {
         let job = self.get(name).await?;
-        if job.kind == "pipeline" {
-            if !job.status.is_terminal() {
-                self.cancel_pipeline(name).await?;
-            }
-            return self.get(name).await;
+        match job.kind.as_str() {
+            _ if job.status.is_terminal() => {}
+            "pipeline" => self.cancel_pipeline(name).await?,
+            "sweep" => self.cancel_sweep(name).await?,
+            _ => self.cancel_command(name).await?,
         }
-        self.cancel_command(name).await?;
         self.get(name).await
     }
 
@@ -725,8 +736,8 @@ impl Orchestrator {
         if let Some(parent) = record.parent {
             let this = self.clone();
             tokio::spawn(async move {
-                if let Err(e) = this.advance(&parent).await {
-                    tracing::warn!(pipeline = %parent, error = %e, "cannot advance the pipeline");
+                if let Err(e) = this.advance_parent(&parent).await {
+                    tracing::warn!(parent = %parent, error = %e, "cannot advance the job after its child ended");
                 }
             });
         }
@@ -757,9 +768,14 @@ impl Orchestrator {
         let active: Vec<String> = JobStatus::ACTIVE.iter().map(|s| s.as_str().to_string()).collect();
         let jobs = self.store().list_jobs(&JobFilter { statuses: active, ..Default::default() }).await?;
         let mut pipelines = Vec::new();
+        let mut sweeps = Vec::new();
         for job in jobs {
             if job.kind == "pipeline" {
                 pipelines.push(job.name);
+                continue;
+            }
+            if job.kind == "sweep" {
+                sweeps.push(job.name);
                 continue;
             }
             let runner: Option<Runner> = job
@@ -800,7 +816,22 @@ impl Orchestrator {
                 tracing::warn!(pipeline = %name, error = %e, "cannot resume the pipeline");
             }
         }
+        // Sweeps too: finished trials stay, and the sampler draws the same values again.
+        for name in sweeps {
+            if let Err(e) = self.advance_sweep(&name).await {
+                tracing::warn!(sweep = %name, error = %e, "cannot resume the sweep");
+            }
+            self.watch_sweep(&name);
+        }
         Ok(())
+    }
+
+    /// Advances a pipeline or a sweep after one of its children ended.
+    async fn advance_parent(&self, name: &str) -> Result<()> {
+        match self.record(name).await?.kind.as_str() {
+            "sweep" => self.advance_sweep(name).await,
+            _ => self.advance(name).await,
+        }
     }
 }
 
@@ -820,6 +851,25 @@ fn view(r: JobRecord) -> Job {
             plan: None,
             outputs: p.outputs,
             warnings: p.warnings,
+            reuse_parts: BTreeMap::new(),
+        })
+    });
+    let doc = doc.or_else(|| {
+        let s: sweep::SweepDocument = serde_json::from_str(&r.spec).ok()?;
+        let command = kiln_spec::yaml::parse(&s.spec)
+            .ok()
+            .flatten()
+            .and_then(|n| n.get("trial")?.get("command").map(|c| c.to_json()))
+            .and_then(|c| c.as_str().map(str::to_string))
+            .unwrap_or_default();
+        Some(JobDocument {
+            spec: s.spec,
+            experiment_name: s.experiment_name,
+            command,
+            environment: s.environment,
+            plan: None,
+            outputs: s.outputs,
+            warnings: s.warnings,
             reuse_parts: BTreeMap::new(),
         })
     });

@@ -504,6 +504,7 @@ impl Orchestrator {
             reuse_key: reusable.then_some(key),
             reuse_parts: parts,
             properties,
+            params: Vec::new(),
         };
         self.record_command(&spec, spec_text, prepared, Vec::new(), None, Some(record)).await?;
         Ok(None)

@@ -30,6 +30,7 @@ use crate::{Identity, Shared};
         update_job,
         cancel_job,
         pipeline_graph,
+        sweep_trials,
         archive_job,
         restore_job,
         job_log,
@@ -50,6 +51,9 @@ use crate::{Identity, Shared};
         JobUpdate,
         PipelineStep,
         PipelineGraph,
+        SweepTrials,
+        SweepParameter,
+        SweepTrial,
         OutputFile,
         OutputFiles,
         ComputeTarget,
@@ -70,6 +74,7 @@ pub fn routes() -> Router<Shared> {
         .route("/jobs/{name}", get(get_job).patch(update_job))
         .route("/jobs/{name}/cancel", post(cancel_job))
         .route("/jobs/{name}/graph", get(pipeline_graph))
+        .route("/jobs/{name}/trials", get(sweep_trials))
         .route("/jobs/{name}/archive", post(archive_job))
         .route("/jobs/{name}/restore", post(restore_job))
         .route("/jobs/{name}/log", get(job_log))
@@ -190,6 +195,41 @@ async fn pipeline_graph(State(s): State<Shared>, Path(name): Path<String>) -> Ap
         })
         .collect();
     Ok(Json(PipelineGraph { nodes, edges }))
+}
+
+/// A sweep job's search space, trials (values, best metric, status) and best trial.
+#[utoipa::path(get, path = "/api/v1/jobs/{name}/trials", params(("name" = String, Path, description = "Sweep job name")),
+    responses((status = 200, body = SweepTrials), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn sweep_trials(State(s): State<Shared>, Path(name): Path<String>) -> ApiResult<Json<SweepTrials>> {
+    let v = s.orchestrator.sweep_view(&name).await?;
+    Ok(Json(SweepTrials {
+        primary_metric: v.primary_metric,
+        goal: v.goal,
+        sampling_algorithm: v.sampling_algorithm,
+        parameters: v
+            .parameters
+            .into_iter()
+            .map(|p| SweepParameter { name: p.name, distribution: p.distribution, arguments: p.arguments })
+            .collect(),
+        max_total_trials: v.max_total_trials,
+        max_concurrent_trials: v.max_concurrent_trials,
+        best_trial: v.best.as_ref().map(|b| b.job.clone()),
+        best_metric: v.best.as_ref().map(|b| b.metric),
+        trials: v
+            .trials
+            .into_iter()
+            .map(|t| SweepTrial {
+                index: t.index,
+                job: t.job,
+                status: t.status.as_str().to_string(),
+                values: t.values.into_iter().collect(),
+                metric: t.metric,
+                reports: t.reports,
+                early_terminated: t.early_terminated,
+                failure: t.failure,
+            })
+            .collect(),
+    }))
 }
 
 #[utoipa::path(patch, path = "/api/v1/jobs/{name}", request_body = JobUpdate,

@@ -13,6 +13,7 @@ pub mod pipeline;
 pub mod read;
 pub mod reference;
 pub mod schedule;
+pub mod sweep;
 pub mod yaml;
 
 use std::fmt;
@@ -96,6 +97,7 @@ pub fn command_job_from_str(
 pub enum JobSpec {
     Command(CommandJob),
     Pipeline(pipeline::PipelineJob),
+    Sweep(sweep::SweepJob),
 }
 
 /// The `type:` of a job spec's root (`command` when absent, as the original tool reads it).
@@ -112,12 +114,13 @@ pub fn job_from_node(file: &str, root: &Node) -> Result<(JobSpec, Vec<Diagnostic
     let spec = match job_type(root).as_str() {
         "command" => JobSpec::Command(job::command_job(&src, root)?),
         "pipeline" => JobSpec::Pipeline(pipeline::pipeline_job(&src, root)?),
+        "sweep" => JobSpec::Sweep(sweep::sweep_job(&src, root)?),
         other => {
             let pos = root.get("type").map(|t| t.pos).unwrap_or(root.pos);
             return Err(src.error(
                 pos,
                 "type",
-                format!("'{other}' jobs are not supported by Kiln yet (command and pipeline jobs are)"),
+                format!("'{other}' jobs are not supported by Kiln yet (command, pipeline and sweep jobs are)"),
             ));
         }
     };

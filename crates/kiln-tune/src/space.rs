@@ -273,10 +273,53 @@ impl SearchSpace {
     }
 }
 
-/// A value as a trial's command line gets it: numbers as written (`0.01`, `32`), strings bare.
+/// A value as a trial's command line and its run's params get it: integers as integers,
+/// floats as Python's `repr` writes them (`0.01`, `1e-05`, `100.0`), strings bare, booleans as
+/// `True`/`False`. Python's form matters: a script that logs the value it parsed
+/// (`mlflow.log_param("lr", args.lr)`) must log the very text the sweep logged, or MLflow
+/// refuses the param as changed.
 pub fn render(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
+        Value::Bool(b) => if *b { "True" } else { "False" }.to_string(),
+        Value::Number(n) if n.is_f64() => python_float(n.as_f64().unwrap_or(f64::NAN)),
         other => other.to_string(),
+    }
+}
+
+/// Python's `repr(float)`: the shortest digits that read back the same, positional when the
+/// decimal exponent is in -4..16, scientific (`1e-05`, `1.5e+16`) otherwise.
+pub fn python_float(x: f64) -> String {
+    if !x.is_finite() {
+        return if x.is_nan() {
+            "nan".into()
+        } else if x > 0.0 {
+            "inf".into()
+        } else {
+            "-inf".into()
+        };
+    }
+    if x == 0.0 {
+        return if x.is_sign_negative() { "-0.0".into() } else { "0.0".into() };
+    }
+    // Rust's `{:e}` gives the shortest round-trip digits: `1.2345e-5`.
+    let sci = format!("{:e}", x.abs());
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let digits: String = mantissa.chars().filter(|c| c.is_ascii_digit()).collect();
+    let sign = if x < 0.0 { "-" } else { "" };
+    if (-4..16).contains(&exp) {
+        let point = exp + 1; // digits before the decimal point
+        let body = if point <= 0 {
+            format!("0.{}{}", "0".repeat((-point) as usize), digits)
+        } else if point as usize >= digits.len() {
+            format!("{}{}.0", digits, "0".repeat(point as usize - digits.len()))
+        } else {
+            format!("{}.{}", &digits[..point as usize], &digits[point as usize..])
+        };
+        format!("{sign}{body}")
+    } else {
+        let m = if digits.len() > 1 { format!("{}.{}", &digits[..1], &digits[1..]) } else { digits };
+        format!("{sign}{m}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs())
     }
 }

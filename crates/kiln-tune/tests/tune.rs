@@ -171,3 +171,28 @@ fn the_bayesian_sampler_beats_random_search_on_branin() {
     random.sort_by(f64::total_cmp);
     assert!(bayes[2] < random[2] / 5.0, "median regret: bayesian {} vs random {}", bayes[2], random[2]);
 }
+
+#[test]
+fn values_render_as_python_writes_them() {
+    // What `repr(float(x))` prints in CPython, for the same doubles.
+    let cases = [
+        (1e-5, "1e-05"),
+        (0.0001, "0.0001"),
+        (0.1, "0.1"),
+        (100.0, "100.0"),
+        (1e16, "1e+16"),
+        (1.5e16, "1.5e+16"),
+        (123456789012345.6, "123456789012345.6"),
+        (2.5e-7, "2.5e-07"),
+        (-0.03, "-0.03"),
+        (1e15, "1000000000000000.0"),
+        (0.1 + 0.2, "0.30000000000000004"),
+        (1234.5, "1234.5"),
+    ];
+    for (x, want) in cases {
+        assert_eq!(render(&json!(x)), want, "{x:e}");
+    }
+    assert_eq!(render(&json!(32)), "32");
+    assert_eq!(render(&json!(true)), "True");
+    assert_eq!(render(&json!("adam")), "adam");
+}

@@ -543,6 +543,10 @@ pub async fn run(args: Args) -> Result<()> {
                 println!();
                 output::pipeline_steps(&client.pipeline_graph(&name).await?.nodes);
             }
+            if job.kind == "sweep" && matches!(format, Format::Table) {
+                println!();
+                output::sweep_trials(&client.sweep_trials(&name).await?);
+            }
             Ok(())
         }
         Command::Job(JobCmd::List { max_results, all_results, include_archived, archived_only, parent_job_name }) => {
@@ -579,6 +583,12 @@ pub async fn run(args: Args) -> Result<()> {
                         eprintln!("warning: {w}");
                     }
                     output::validated(&file, job, &loaded.warnings, format)
+                }
+                kiln_spec::JobSpec::Sweep(sweep) => {
+                    for w in &loaded.warnings {
+                        eprintln!("warning: {w}");
+                    }
+                    output::validated_sweep(&file, sweep, &loaded.warnings, format)
                 }
             }
         }

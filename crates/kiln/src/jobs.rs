@@ -54,6 +54,16 @@ pub async fn check_and_bundle(
             bundler.pipeline(tree, base.to_path_buf(), label.to_string(), 0).await?;
             p.experiment_name.is_some()
         }
+        kiln_spec::JobSpec::Sweep(s) => {
+            for w in &warnings {
+                eprintln!("warning: {w}");
+            }
+            bundler.inputs(tree, base, label, "").await?;
+            if let Some(trial) = crate::bundle::entry_mut(tree, "trial") {
+                bundler.command(trial, base, label, "trial.").await?;
+            }
+            s.experiment_name.is_some()
+        }
     })
 }
 
@@ -120,8 +130,10 @@ pub async fn check_pipeline(
 
 /// Follows a job's log live until it ends; an error when it did not complete.
 pub async fn stream(client: &Client, name: &str) -> Result<Job> {
-    if client.job(name).await?.kind == "pipeline" {
-        return stream_pipeline(client, name).await;
+    match client.job(name).await?.kind.as_str() {
+        "pipeline" => return stream_pipeline(client, name).await,
+        "sweep" => return stream_sweep(client, name).await,
+        _ => {}
     }
     eprintln!("RunId: {name}");
     eprintln!("Streaming user_logs/std_log.txt");
@@ -212,6 +224,62 @@ async fn stream_pipeline(client: &Client, name: &str) -> Result<Job> {
             return Ok(job);
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// Follows a sweep: each trial as it starts (with its values) and ends (with its score),
+/// until the sweep ends; the trials' own logs are a `job stream` of each away.
+async fn stream_sweep(client: &Client, name: &str) -> Result<Job> {
+    eprintln!("RunId: {name}");
+    eprintln!("Streaming the trials of sweep {name}");
+    eprintln!("===============================");
+    let mut seen: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    loop {
+        let job = client.job(name).await?;
+        let sweep = client.sweep_trials(name).await?;
+        for t in &sweep.trials {
+            let status = if t.early_terminated.is_some() && t.status == "Canceled" {
+                "EarlyTerminated".to_string()
+            } else {
+                t.status.clone()
+            };
+            if seen.get(&t.job) == Some(&status) {
+                continue;
+            }
+            let detail = if !seen.contains_key(&t.job) {
+                let values: Vec<String> = sweep
+                    .parameters
+                    .iter()
+                    .filter_map(|p| {
+                        t.values.get(&p.name).map(|v| format!("{}={}", p.name, crate::output::render_value(v)))
+                    })
+                    .collect();
+                format!(" {}", values.join(" "))
+            } else if let Some(m) = t.metric {
+                format!(" {}={m}", sweep.primary_metric)
+            } else {
+                String::new()
+            };
+            let why =
+                t.early_terminated.clone().or_else(|| t.failure.clone()).map(|w| format!(" ({w})")).unwrap_or_default();
+            println!("[trial {} {}] {status}{detail}{why}", t.index, t.job);
+            seen.insert(t.job.clone(), status);
+        }
+        if matches!(job.status.as_str(), "Completed" | "Failed" | "Canceled") {
+            eprintln!();
+            eprintln!("Execution Summary");
+            eprintln!("=================");
+            eprintln!("RunId: {name}");
+            eprintln!("Status: {}", job.status);
+            if let (Some(best), Some(m)) = (&sweep.best_trial, sweep.best_metric) {
+                eprintln!("Best trial: {best} ({} = {m})", sweep.primary_metric);
+            }
+            if job.status != "Completed" {
+                bail!("sweep {name} {}: {}", job.status.to_lowercase(), job.failure.clone().unwrap_or_default());
+            }
+            return Ok(job);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
 }
 

@@ -5,7 +5,7 @@ use anyhow::Result;
 use clap::ValueEnum;
 use kiln_api::{
     ComponentAsset, ComputeTarget, DataAsset, EnvironmentAsset, Experiment, Job, Model, ModelAsset, PipelineStep, Run,
-    Schedule, ScheduleFire,
+    Schedule, ScheduleFire, SweepTrials,
 };
 use serde::Serialize;
 
@@ -232,6 +232,100 @@ pub fn validated(
     };
     println!("{}: a valid command job{warned}", summary.file);
     Ok(())
+}
+
+pub fn validated_sweep(
+    file: &std::path::Path,
+    sweep: &kiln_spec::sweep::SweepJob,
+    spec_warnings: &[kiln_spec::Diagnostic],
+    format: Format,
+) -> Result<()> {
+    #[derive(Serialize)]
+    struct Summary<'a> {
+        file: String,
+        valid: bool,
+        #[serde(rename = "type")]
+        kind: &'a str,
+        name: Option<&'a str>,
+        sampling_algorithm: &'a str,
+        parameters: Vec<&'a str>,
+        primary_metric: &'a str,
+        max_total_trials: u32,
+        max_concurrent_trials: u32,
+        inputs: Vec<&'a str>,
+        outputs: Vec<&'a str>,
+        warnings: Vec<String>,
+    }
+    let s = &sweep.sweep;
+    let summary = Summary {
+        file: file.display().to_string(),
+        valid: true,
+        kind: "sweep",
+        name: sweep.name.as_deref(),
+        sampling_algorithm: s.sampling.name(),
+        parameters: s.search_space.parameters.iter().map(|p| p.name.as_str()).collect(),
+        primary_metric: &s.objective.primary_metric,
+        max_total_trials: s.limits.max_total_trials,
+        max_concurrent_trials: s.limits.max_concurrent_trials,
+        inputs: sweep.trial.inputs.keys().map(String::as_str).collect(),
+        outputs: sweep.trial.outputs.keys().map(String::as_str).collect(),
+        warnings: spec_warnings.iter().map(ToString::to_string).collect(),
+    };
+    if structured(&summary, format)? {
+        return Ok(());
+    }
+    let warned = match spec_warnings.len() {
+        0 => String::new(),
+        n => format!(" ({n} warning{})", if n == 1 { "" } else { "s" }),
+    };
+    println!(
+        "{}: a valid sweep job{warned}: {} sampling of {} over {} trials ({} at a time)",
+        summary.file,
+        summary.sampling_algorithm,
+        summary.parameters.join(", "),
+        summary.max_total_trials,
+        summary.max_concurrent_trials
+    );
+    Ok(())
+}
+
+/// A sweep's trials, the best marked with `*`.
+pub fn sweep_trials(t: &SweepTrials) {
+    let mut headers: Vec<String> = vec!["TRIAL".into(), "STATUS".into(), t.primary_metric.to_uppercase()];
+    headers.extend(t.parameters.iter().map(|p| p.name.to_uppercase()));
+    headers.push("JOB".into());
+    headers.push("NOTE".into());
+    let rows = t
+        .trials
+        .iter()
+        .map(|tr| {
+            let best = t.best_trial.as_deref() == Some(tr.job.as_str());
+            let mut row = vec![
+                format!("{}{}", tr.index, if best { " *" } else { "" }),
+                if tr.early_terminated.is_some() { "EarlyTerminated".into() } else { tr.status.clone() },
+                tr.metric.map(|m| m.to_string()).unwrap_or_else(|| "-".into()),
+            ];
+            for p in &t.parameters {
+                row.push(tr.values.get(&p.name).map(render_value).unwrap_or_default());
+            }
+            row.push(tr.job.clone());
+            row.push(tr.early_terminated.clone().or_else(|| tr.failure.clone()).unwrap_or_default());
+            row
+        })
+        .collect();
+    let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+    table(&headers, rows);
+    match (&t.best_trial, t.best_metric) {
+        (Some(job), Some(m)) => println!("\nbest: {job} ({} = {m}, {})", t.primary_metric, t.goal),
+        _ => println!("\n{} trials of {}; {} {}", t.trials.len(), t.max_total_trials, t.goal, t.primary_metric),
+    }
+}
+
+pub fn render_value(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
 }
 
 pub fn job(j: &Job, format: Format) -> Result<()> {
