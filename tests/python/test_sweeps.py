@@ -238,3 +238,91 @@ limits: {{max_total_trials: 2, max_concurrent_trials: 2, trial_timeout: 3}}
     assert all(tr["status"] == "Canceled" for tr in trials(server, name)["trials"])
     assert wait_until(lambda: not processes_with(marker), 30)
     assert MlflowClient(server.url).get_run(name).info.status == "KILLED"
+
+
+def test_a_pipeline_sweep_node_feeds_its_best_model_downstream(server, tmp_path):
+    write(tmp_path / "components" / "src" / "train.py", TRAIN)
+    write(
+        tmp_path / "components" / "train.yml",
+        """$schema: https://azuremlschemas.azureedge.net/latest/commandComponent.schema.json
+name: train_digits
+version: 1
+code: ./src
+inputs:
+  C: {type: number, default: 1.0}
+  max_iter: {type: integer}
+outputs:
+  model: {type: uri_folder}
+command: python train.py --C ${{inputs.C}} --max_iter ${{inputs.max_iter}} --model ${{outputs.model}}
+environment: {image: python:3.11-slim}
+""",
+    )
+    spec = write(
+        tmp_path / "pipe.yml",
+        """type: pipeline
+experiment_name: sweep-in-pipeline
+outputs:
+  report:
+jobs:
+  tune:
+    type: sweep
+    trial: ./components/train.yml
+    inputs: {max_iter: 60}
+    sampling_algorithm: {type: random, seed: 3}
+    search_space:
+      C: {type: uniform, min_value: 0.005, max_value: 2}
+    objective: {goal: maximize, primary_metric: accuracy}
+    limits: {max_total_trials: 3, max_concurrent_trials: 3}
+    outputs:
+      model:
+  report:
+    command: cp ${{inputs.model}}/model.txt ${{outputs.report}}/report.txt
+    environment: {image: python}
+    inputs:
+      model: ${{parent.jobs.tune.outputs.model}}
+    outputs:
+      report: ${{parent.outputs.report}}
+""",
+    )
+    name = create(server, spec)["name"]
+    job = wait_status(server, name, timeout=300)
+    assert job["status"] == "Completed", job
+    nodes = {n["name"]: n for n in server.api("GET", f"/api/v1/jobs/{name}/graph").json()["nodes"]}
+    sweep_job = server.api("GET", f"/api/v1/jobs/{nodes['tune']['job']}").json()
+    assert sweep_job["type"] == "sweep" and sweep_job["status"] == "Completed"
+    t = trials(server, sweep_job["name"])
+    assert len(t["trials"]) == 3 and {tr["status"] for tr in t["trials"]} == {"Completed"}
+    assert all(0.005 <= tr["values"]["C"] <= 2 for tr in t["trials"])
+    best = next(tr for tr in t["trials"] if tr["job"] == t["best_trial"])
+    assert best["metric"] == max(tr["metric"] for tr in t["trials"])
+
+    # Runs nest: pipeline → sweep → trials.
+    client = MlflowClient(server.url)
+    assert client.get_run(sweep_job["name"]).data.tags["mlflow.parentRunId"] == name
+    assert client.get_run(best["job"]).data.tags["mlflow.parentRunId"] == sweep_job["name"]
+
+    dest = tmp_path / "dl"
+    out = kiln(server, "job", "download", "-n", name, "--output-name", "report", "--download-path", str(dest))
+    assert out.returncode == 0, out.stderr
+    report = (dest / "named-outputs" / "report" / "report.txt").read_text()
+    assert report == f"C={best['values']['C']} max_iter=60\n"
+
+
+def test_a_sweep_node_must_sweep_inputs_its_trial_has(server, tmp_path):
+    write(tmp_path / "c.yml", "name: c\ninputs:\n  lr: {type: number}\ncommand: echo ${{inputs.lr}}\nenvironment: {image: python}\n")
+    spec = write(
+        tmp_path / "pipe.yml",
+        """type: pipeline
+jobs:
+  tune:
+    type: sweep
+    trial: ./c.yml
+    sampling_algorithm: random
+    search_space:
+      rate: {type: uniform, min_value: 0, max_value: 1}
+    objective: {goal: maximize, primary_metric: acc}
+""",
+    )
+    out = kiln(server, "job", "create", "-f", str(spec))
+    assert out.returncode != 0
+    assert "jobs.tune.search_space.rate: the trial component has no input 'rate' to sweep (inputs: lr)" in out.stderr, out.stderr

@@ -186,6 +186,9 @@ struct Inner {
     schedules_changed: Notify,
     /// Finished sweep trials' reports of the primary metric (they no longer change).
     trial_curves: Mutex<HashMap<String, Vec<f64>>>,
+    /// Pipelines and sweeps to advance soon, in order (see `advance_later`).
+    advance_queue: mpsc::UnboundedSender<String>,
+    advance_rx: Mutex<Option<mpsc::UnboundedReceiver<String>>>,
 }
 
 /// A job whose launcher is running.
@@ -199,6 +202,7 @@ impl Orchestrator {
     pub fn new(tracking: Tracking, config: OrchestratorConfig) -> Orchestrator {
         let blobs = tracking.blobs().clone();
         let backend = LocalBackend { exe: config.exe.clone() };
+        let (advance_queue, advance_rx) = mpsc::unbounded_channel();
         Orchestrator {
             inner: Arc::new(Inner {
                 registry: kiln_registry::Registry::new(tracking.clone()),
@@ -213,6 +217,8 @@ impl Orchestrator {
                 schedules_changed: Notify::new(),
                 pipeline_graphs: Mutex::new(HashMap::new()),
                 trial_curves: Mutex::new(HashMap::new()),
+                advance_queue,
+                advance_rx: Mutex::new(Some(advance_rx)),
             }),
         }
     }
@@ -236,6 +242,16 @@ impl Orchestrator {
                     created_at: now_ms(),
                 })
                 .await?;
+        }
+        if let Some(mut rx) = self.inner.advance_rx.lock().ok().and_then(|mut r| r.take()) {
+            let this = self.clone();
+            tokio::spawn(async move {
+                while let Some(name) = rx.recv().await {
+                    if let Err(e) = this.advance_parent(&name).await {
+                        tracing::warn!(job = %name, error = %e, "cannot advance the job");
+                    }
+                }
+            });
         }
         self.recover().await?;
         self.start_schedules();
@@ -826,6 +842,13 @@ impl Orchestrator {
         Ok(())
     }
 
+    /// Advances a pipeline or a sweep soon, outside the caller's turn. (Pipelines start sweeps
+    /// and sweeps end into pipelines: a queue, not a spawned call, keeps those async fns from
+    /// naming each other's futures.)
+    fn advance_later(&self, name: &str) {
+        let _ = self.inner.advance_queue.send(name.to_string());
+    }
+
     /// Advances a pipeline or a sweep after one of its children ended.
     async fn advance_parent(&self, name: &str) -> Result<()> {
         match self.record(name).await?.kind.as_str() {
@@ -859,7 +882,9 @@ fn view(r: JobRecord) -> Job {
         let command = kiln_spec::yaml::parse(&s.spec)
             .ok()
             .flatten()
-            .and_then(|n| n.get("trial")?.get("command").map(|c| c.to_json()))
+            .and_then(|n| {
+                n.get("trial").and_then(|t| t.get("command")).or_else(|| n.get("command")).map(|c| c.to_json())
+            })
             .and_then(|c| c.as_str().map(str::to_string))
             .unwrap_or_default();
         Some(JobDocument {

@@ -112,7 +112,11 @@ fn sha(text: &str) -> String {
 impl Orchestrator {
     /// A running pipeline's flattened graph, read once and kept until it ends: `advance` runs
     /// on every step's end, and re-reading a 100-step spec each time made a chain quadratic.
-    fn running_pipeline_graph(&self, name: &str, doc: &PipelineDocument) -> Result<Arc<(PipelineJob, Graph)>> {
+    pub(crate) fn running_pipeline_graph(
+        &self,
+        name: &str,
+        doc: &PipelineDocument,
+    ) -> Result<Arc<(PipelineJob, Graph)>> {
         if let Some(g) = self.inner.pipeline_graphs.lock().ok().and_then(|m| m.get(name).cloned()) {
             return Ok(g);
         }
@@ -124,7 +128,7 @@ impl Orchestrator {
     }
 
     /// A pipeline's spec read and flattened with its pinned components.
-    fn pipeline_graph(&self, doc: &PipelineDocument) -> Result<(PipelineJob, Graph)> {
+    pub(crate) fn pipeline_graph(&self, doc: &PipelineDocument) -> Result<(PipelineJob, Graph)> {
         let root = kiln_spec::parse_with_overrides(&doc.source, &doc.spec, &[]).map_err(invalid)?;
         let (kiln_spec::JobSpec::Pipeline(p), _) = kiln_spec::job_from_node(&doc.source, &root).map_err(invalid)?
         else {
@@ -381,7 +385,7 @@ impl Orchestrator {
             let reason = failures[0].to_string();
             for c in latest.values() {
                 if JobStatus::parse(&c.status).is_some_and(|s| !s.is_terminal()) {
-                    let _ = self.cancel_command(&c.name).await;
+                    let _ = self.cancel_step(c).await;
                 }
             }
             return self.end_pipeline(name, JobStatus::Failed, Some(&reason)).await;
@@ -418,6 +422,11 @@ impl Orchestrator {
         Ok(())
     }
 
+    /// Cancels a step's job: a command, or a sweep node with its trials.
+    async fn cancel_step(&self, step: &JobRecord) -> Result<()> {
+        if step.kind == "sweep" { self.cancel_sweep(&step.name).await } else { self.cancel_command(&step.name).await }
+    }
+
     /// Cancels a pipeline: its running steps are canceled and no new step starts.
     pub(crate) async fn cancel_pipeline(&self, name: &str) -> Result<()> {
         if !self.move_to(name, JobStatus::CancelRequested, None).await? {
@@ -426,7 +435,7 @@ impl Orchestrator {
         let (latest, _) = self.pipeline_children(name).await?;
         for c in latest.values() {
             if JobStatus::parse(&c.status).is_some_and(|s| !s.is_terminal()) {
-                self.cancel_command(&c.name).await?;
+                self.cancel_step(c).await?;
             }
         }
         self.advance(name).await
@@ -448,6 +457,10 @@ impl Orchestrator {
     ) -> Result<Option<String>> {
         let step = &graph.steps[i];
         let spec = step_command_job(step, upstream, &doc.experiment_name, &pipeline.name);
+        if step.sweep.is_some() {
+            self.start_sweep_step(pipeline, doc, step, upstream, experiment, attempt).await?;
+            return Ok(None);
+        }
         let source = format!("{} (step {})", doc.source, step.path);
         let prepared = self.prepare_command(&spec, &source, Some(experiment.clone()), None).await?;
         let parts = reuse_parts(&spec, &prepared.resolved.plan, &prepared.compute);
@@ -603,8 +616,9 @@ fn located<T>(value: T) -> Located<T> {
     Located { value, pos: Pos::default() }
 }
 
-/// A graph step as the command job its child runs.
-fn step_command_job(
+/// A graph step as the command job its child runs (a sweep node's trials: without the swept
+/// inputs, which each trial sets).
+pub(crate) fn step_command_job(
     step: &GraphStep,
     upstream: &HashMap<usize, String>,
     experiment: &str,
@@ -639,7 +653,10 @@ fn step_command_job(
         tags: step.tags.clone(),
         properties: BTreeMap::new(),
         command: Located {
-            value: render_optional_blocks(&c.command.value, |n| step.inputs.contains_key(n)),
+            value: render_optional_blocks(&c.command.value, |n| {
+                step.inputs.contains_key(n)
+                    || step.sweep.as_ref().is_some_and(|s| s.search_space.parameters.iter().any(|p| p.name == n))
+            }),
             pos: c.command.pos,
         },
         code: c.code.clone(),

@@ -15,7 +15,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use kiln_spec::job::CommandJob;
+use kiln_spec::graph::GraphStep;
+use kiln_spec::job::{CommandJob, JobInput, Literal, LiteralKind, Located};
+use kiln_spec::pipeline::PortKind;
 use kiln_spec::sweep::{Sampling, SweepJob, SweepSettings};
 use kiln_store::{JobFilter, JobRecord, now_ms};
 use kiln_tracking::ServiceError;
@@ -46,12 +48,34 @@ pub(crate) struct SweepDocument {
     pub outputs: BTreeMap<String, JobOutput>,
     #[serde(default)]
     pub best: Option<BestTrial>,
+    /// A pipeline's sweep node: the step its trial and settings come from (`spec` is then
+    /// the step's summary).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<SweepStepOrigin>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum SweepKind {
     Sweep,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct SweepStepOrigin {
+    pub pipeline: String,
+    /// The step's path in the pipeline's graph.
+    pub step: String,
+    /// The jobs of the steps it reads from (graph index → job), as when it started.
+    pub upstream: BTreeMap<usize, String>,
+}
+
+/// What a sweep runs: the trials' command job and the search, however the sweep was written.
+pub(crate) struct SweepPlan {
+    pub trial: CommandJob,
+    pub settings: SweepSettings,
+    /// A pipeline sweep node's values go to the trial component's inputs (of these kinds);
+    /// a standalone sweep's into its command's `${{search_space.x}}`.
+    pub inputs: BTreeMap<String, LiteralKind>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,6 +122,18 @@ pub struct SweepTrial {
     /// Why the early-termination policy stopped it, when it did.
     pub early_terminated: Option<String>,
     pub failure: Option<String>,
+}
+
+/// What a sweep job is recorded with.
+struct NewSweep {
+    name: String,
+    display_name: String,
+    description: Option<String>,
+    tags: BTreeMap<String, String>,
+    properties: BTreeMap<String, String>,
+    user: Option<String>,
+    /// The pipeline of a sweep node.
+    parent: Option<String>,
 }
 
 /// A trial as the driver sees it.
@@ -159,13 +195,28 @@ fn values_from_text(settings: &SweepSettings, text: &str) -> Assignment {
 }
 
 impl Orchestrator {
-    /// The checked sweep a document holds.
-    fn sweep_spec(&self, doc: &SweepDocument) -> Result<SweepJob> {
-        let root = kiln_spec::parse_with_overrides(&doc.source, &doc.spec, &[]).map_err(invalid)?;
-        match kiln_spec::job_from_node(&doc.source, &root).map_err(invalid)? {
-            (kiln_spec::JobSpec::Sweep(s), _) => Ok(s),
-            _ => Err(ServiceError::internal("the stored sweep is not a sweep")),
-        }
+    /// What a sweep's document says to run: its own spec, or its pipeline's step.
+    async fn sweep_plan(&self, doc: &SweepDocument) -> Result<SweepPlan> {
+        let Some(origin) = &doc.step else {
+            let root = kiln_spec::parse_with_overrides(&doc.source, &doc.spec, &[]).map_err(invalid)?;
+            let (kiln_spec::JobSpec::Sweep(s), _) = kiln_spec::job_from_node(&doc.source, &root).map_err(invalid)?
+            else {
+                return Err(ServiceError::internal("the stored sweep is not a sweep"));
+            };
+            return Ok(SweepPlan { trial: s.trial, settings: s.sweep, inputs: BTreeMap::new() });
+        };
+        let pipeline = self.record(&origin.pipeline).await?;
+        let pdoc: crate::pipeline::PipelineDocument = serde_json::from_str(&pipeline.spec).map_err(internal)?;
+        let ended = JobStatus::parse(&pipeline.status).is_none_or(|s| s.is_terminal());
+        let pg = if ended {
+            std::sync::Arc::new(self.pipeline_graph(&pdoc)?)
+        } else {
+            self.running_pipeline_graph(&origin.pipeline, &pdoc)?
+        };
+        let step = pg.1.steps.iter().find(|s| s.path == origin.step).ok_or_else(|| {
+            ServiceError::internal(format!("pipeline {} has no step '{}'", origin.pipeline, origin.step))
+        })?;
+        step_sweep_plan(step, &origin.upstream, &pdoc.experiment_name, &origin.pipeline)
     }
 
     pub(crate) async fn submit_sweep(
@@ -180,35 +231,132 @@ impl Orchestrator {
             return Err(ServiceError::exists(format!("a job named '{name}' already exists")));
         }
         let experiment = self.experiment(sweep.experiment_name.as_deref().unwrap_or("Default")).await?;
-        let seed = match sweep.sweep.sampling {
-            Sampling::Random { seed: Some(s) } => s,
+        let plan = SweepPlan { trial: sweep.trial.clone(), settings: sweep.sweep.clone(), inputs: BTreeMap::new() };
+        let doc = SweepDocument {
+            kind: SweepKind::Sweep,
+            spec: sub.spec.clone(),
+            source,
+            experiment_name: experiment.name.clone(),
+            environment: String::new(),
+            seed: 0,
+            warnings,
+            outputs: BTreeMap::new(),
+            best: None,
+            step: None,
+        };
+        let new = NewSweep {
+            name: name.clone(),
+            display_name: sweep.display_name.clone().unwrap_or_else(|| name.clone()),
+            description: sweep.description.clone(),
+            tags: sweep.tags.clone(),
+            properties: sweep.properties.clone(),
+            user: sub.user.clone(),
+            parent: None,
+        };
+        self.record_sweep(new, &plan, doc, &experiment).await?;
+        self.advance_sweep(&name).await?;
+        self.watch_sweep(&name);
+        self.get(&name).await
+    }
+
+    /// Starts a pipeline's sweep node as a sweep job, child of the pipeline. Runs during the
+    /// pipeline's turn, so the sweep's first advance waits for the next turn.
+    pub(crate) async fn start_sweep_step(
+        &self,
+        pipeline: &JobRecord,
+        pdoc: &crate::pipeline::PipelineDocument,
+        step: &GraphStep,
+        upstream: &std::collections::HashMap<usize, String>,
+        experiment: &kiln_store::Experiment,
+        attempt: u32,
+    ) -> Result<()> {
+        let upstream: BTreeMap<usize, String> = upstream.iter().map(|(k, v)| (*k, v.clone())).collect();
+        let plan = step_sweep_plan(step, &upstream, &pdoc.experiment_name, &pipeline.name)?;
+        let name = kiln_tracking::names::random_job_name();
+        let summary = serde_json::json!({
+            "type": "sweep",
+            "step": step.path,
+            "trial": step.component_label,
+            "command": plan.trial.command.value,
+            "search_space": plan.settings.search_space.parameters.iter().map(|p| {
+                let (d, args) = describe_distribution(&p.distribution);
+                (p.name.clone(), serde_json::json!({"type": d, "arguments": args}))
+            }).collect::<serde_json::Map<_, _>>(),
+        })
+        .to_string();
+        let doc = SweepDocument {
+            kind: SweepKind::Sweep,
+            spec: summary,
+            source: format!("{} (step {})", pdoc.source, step.path),
+            experiment_name: pdoc.experiment_name.clone(),
+            environment: String::new(),
+            seed: 0,
+            warnings: Vec::new(),
+            outputs: BTreeMap::new(),
+            best: None,
+            step: Some(SweepStepOrigin { pipeline: pipeline.name.clone(), step: step.path.clone(), upstream }),
+        };
+        let properties = BTreeMap::from([
+            ("kiln.step".to_string(), step.path.clone()),
+            ("kiln.attempt".to_string(), attempt.to_string()),
+            ("kiln.component".to_string(), step.component_label.clone()),
+            ("kiln.reuse".to_string(), "ran: sweep steps are not reused (every sweep samples anew)".to_string()),
+        ]);
+        let new = NewSweep {
+            name: name.clone(),
+            display_name: step.display_name.clone().unwrap_or_else(|| step.path.clone()),
+            description: step.component.description.clone(),
+            tags: step.tags.clone(),
+            properties,
+            user: None,
+            parent: Some(pipeline.name.clone()),
+        };
+        self.record_sweep(new, &plan, doc, experiment).await?;
+        self.watch_sweep(&name);
+        Ok(())
+    }
+
+    /// Records a sweep job and its run, running. The first trial is prepared (not recorded)
+    /// first, so a sweep whose trials cannot run (a missing input, an unknown environment or
+    /// compute) is refused before anything is recorded.
+    async fn record_sweep(
+        &self,
+        new: NewSweep,
+        plan: &SweepPlan,
+        mut doc: SweepDocument,
+        experiment: &kiln_store::Experiment,
+    ) -> Result<()> {
+        let s = &plan.settings;
+        let seed = match s.sampling {
+            Sampling::Random { seed: Some(seed) } => seed,
             _ => rand_seed(),
         };
-        // The first trial is prepared (not recorded) now, so a spec whose trials cannot run
-        // (a missing input, an unknown environment or compute) is refused before anything is.
-        let first = sampler(&sweep.sweep, seed)
-            .and_then(|mut s| s.suggest(0, &[], &[]))
-            .map_err(|e| ServiceError::invalid(format!("{source}: search_space: {e}")))?;
-        let probe = trial_job(&sweep.trial, &format!("{name}_0"), &name, &experiment.name, &first);
-        let prepared = self.prepare_command(&probe, &source, Some(experiment.clone()), None).await?;
-        let compute = prepared.compute.clone();
-        let display_name = sweep.display_name.clone().unwrap_or_else(|| name.clone());
+        let name = new.name.clone();
+        let first = sampler(s, seed)
+            .and_then(|mut sampler| sampler.suggest(0, &[], &[]))
+            .map_err(|e| ServiceError::invalid(format!("{}: search_space: {e}", doc.source)))?;
+        let probe = trial_job(plan, &format!("{name}_0"), &name, &experiment.name, &first);
+        let prepared = self.prepare_command(&probe, &doc.source, Some(experiment.clone()), None).await?;
+        doc.seed = seed;
+        doc.environment = prepared.resolved.plan.environment.label.clone();
         let mut tags = vec![
-            kiln_tracking::Tag::new("mlflow.runName", display_name.clone()),
+            kiln_tracking::Tag::new("mlflow.runName", new.display_name.clone()),
             kiln_tracking::Tag::new("mlflow.source.type", "JOB"),
             kiln_tracking::Tag::new("kiln.job.kind", "sweep"),
         ];
-        if let Some(user) = &sub.user {
+        if let Some(user) = &new.user {
             tags.push(kiln_tracking::Tag::new("mlflow.user", user.clone()));
         }
-        for (k, v) in &sweep.tags {
+        if let Some(parent) = &new.parent {
+            tags.push(kiln_tracking::Tag::new("mlflow.parentRunId", parent.clone()));
+        }
+        for (k, v) in &new.tags {
             tags.push(kiln_tracking::Tag::new(k.clone(), v.clone()));
         }
-        if let Some(d) = &sweep.description {
+        if let Some(d) = &new.description {
             tags.push(kiln_tracking::Tag::new("mlflow.note.content", d.clone()));
         }
-        let s = &sweep.sweep;
-        let mut properties = sweep.properties.clone();
+        let mut properties = new.properties.clone();
         properties.insert("kiln.sweep.sampling_algorithm".into(), s.sampling.name().into());
         properties.insert("kiln.sweep.seed".into(), seed.to_string());
         properties.insert("kiln.sweep.primary_metric".into(), s.objective.primary_metric.clone());
@@ -216,24 +364,13 @@ impl Orchestrator {
             "kiln.sweep.goal".into(),
             if s.objective.goal == Goal::Maximize { "maximize" } else { "minimize" }.into(),
         );
-        let doc = SweepDocument {
-            kind: SweepKind::Sweep,
-            spec: sub.spec.clone(),
-            source: source.clone(),
-            experiment_name: experiment.name.clone(),
-            environment: prepared.resolved.plan.environment.label.clone(),
-            seed,
-            warnings,
-            outputs: BTreeMap::new(),
-            best: None,
-        };
         self.inner
             .tracking
             .create_run(kiln_tracking::NewRun {
                 run_id: Some(name.clone()),
                 experiment_id: Some(experiment.experiment_id.to_string()),
-                user_id: sub.user.clone(),
-                run_name: Some(display_name.clone()),
+                user_id: new.user.clone(),
+                run_name: Some(new.display_name.clone()),
                 start_time: None,
                 tags,
             })
@@ -242,20 +379,20 @@ impl Orchestrator {
         let record = JobRecord {
             name: name.clone(),
             kind: "sweep".into(),
-            display_name: Some(display_name),
-            description: sweep.description.clone(),
+            display_name: Some(new.display_name),
+            description: new.description,
             experiment_id: experiment.experiment_id,
-            compute,
+            compute: prepared.compute,
             status: JobStatus::NotStarted.as_str().into(),
             failure: None,
             spec: serde_json::to_string(&doc).map_err(internal)?,
-            tags: serde_json::to_string(&sweep.tags).unwrap_or_else(|_| "{}".into()),
+            tags: serde_json::to_string(&new.tags).unwrap_or_else(|_| "{}".into()),
             properties: serde_json::to_string(&properties).unwrap_or_else(|_| "{}".into()),
             created_at: now,
             updated_at: now,
             archived: false,
             runner: None,
-            parent: None,
+            parent: new.parent,
             reuse_key: None,
             lineage: None,
             transitions: Vec::new(),
@@ -264,9 +401,7 @@ impl Orchestrator {
         // A sweep has no process of its own: its trials do the work.
         self.move_to(&name, JobStatus::Running, None).await?;
         self.mirror_run_status(&name, "RUNNING").await;
-        self.advance_sweep(&name).await?;
-        self.watch_sweep(&name);
-        self.get(&name).await
+        Ok(())
     }
 
     /// Advances a running sweep every `SWEEP_TICK` until it ends.
@@ -353,11 +488,11 @@ impl Orchestrator {
             return Ok(());
         }
         let mut doc: SweepDocument = serde_json::from_str(&record.spec).map_err(internal)?;
-        let sweep = match self.sweep_spec(&doc) {
-            Ok(s) => s,
+        let plan = match self.sweep_plan(&doc).await {
+            Ok(p) => p,
             Err(e) => return self.end_sweep(name, &mut doc, JobStatus::Failed, Some(&e.message), &[], None).await,
         };
-        let settings = &sweep.sweep;
+        let settings = &plan.settings;
         let goal = settings.objective.goal;
         let mut trials = self.sweep_trials(name, settings).await?;
 
@@ -446,7 +581,7 @@ impl Orchestrator {
                         .await;
                 }
             };
-            let trial = match self.start_trial(&record, &doc, &sweep.trial, index, &values, &experiment).await {
+            let trial = match self.start_trial(&record, &doc, &plan, index, &values, &experiment).await {
                 Ok(r) => r,
                 Err(e) => {
                     let reason = format!("trial {index} could not start: {}", e.message);
@@ -476,13 +611,13 @@ impl Orchestrator {
         &self,
         sweep: &JobRecord,
         doc: &SweepDocument,
-        template: &CommandJob,
+        plan: &SweepPlan,
         index: usize,
         values: &Assignment,
         experiment: &kiln_store::Experiment,
     ) -> Result<JobRecord> {
         let name = format!("{}_{index}", sweep.name);
-        let spec = trial_job(template, &name, &sweep.name, &doc.experiment_name, values);
+        let spec = trial_job(plan, &name, &sweep.name, &doc.experiment_name, values);
         let source = format!("{} (trial {index})", doc.source);
         let prepared = self.prepare_command(&spec, &source, Some(experiment.clone()), None).await?;
         let properties = BTreeMap::from([
@@ -530,11 +665,11 @@ impl Orchestrator {
         trials: &[Trial],
         note: Option<String>,
     ) -> Result<()> {
-        let sweep = self.sweep_spec(doc).ok();
+        let plan = self.sweep_plan(doc).await.ok();
         let mut status = status;
         let mut reason = reason.map(str::to_string);
-        if let Some(sweep) = &sweep {
-            let goal = sweep.sweep.objective.goal;
+        if let Some(plan) = &plan {
+            let goal = plan.settings.objective.goal;
             let best = trials
                 .iter()
                 .filter(|t| t.status == JobStatus::Completed)
@@ -550,7 +685,7 @@ impl Orchestrator {
                         doc.outputs = job.outputs.clone();
                         // Outputs the sweep registers as assets are registered from the best trial.
                         for (k, o) in doc.outputs.iter_mut() {
-                            if let Some(spec_out) = sweep.trial.outputs.get(k) {
+                            if let Some(spec_out) = plan.trial.outputs.get(k) {
                                 o.asset_name = spec_out.value.asset_name.clone();
                                 o.asset_version = spec_out.value.asset_version.clone();
                             }
@@ -559,7 +694,7 @@ impl Orchestrator {
                 }
                 None if status == JobStatus::Completed => {
                     status = JobStatus::Failed;
-                    let metric = &sweep.sweep.objective.primary_metric;
+                    let metric = &plan.settings.objective.primary_metric;
                     reason = Some(if trials.is_empty() {
                         "no trial ran".to_string()
                     } else if trials.iter().all(|t| t.status == JobStatus::Failed) {
@@ -579,7 +714,7 @@ impl Orchestrator {
             }
             if let Some(best) = &doc.best {
                 let metric = kiln_tracking::Metric {
-                    key: sweep.sweep.objective.primary_metric.clone(),
+                    key: plan.settings.objective.primary_metric.clone(),
                     value: best.metric,
                     timestamp: now_ms(),
                     step: 0,
@@ -613,16 +748,32 @@ impl Orchestrator {
         }
         if self.move_to(name, status, reason.as_deref()).await? {
             self.mirror_run_end(name, status).await;
+            // A pipeline's sweep node: the pipeline goes on (after this sweep's turn, since
+            // both take the same turn).
+            if let Some(parent) = &record.parent {
+                self.advance_later(parent);
+            }
         }
         Ok(())
     }
 
-    /// Cancels a sweep: running trials are canceled, no new trial starts.
+    /// Cancels a sweep: running trials are canceled and no new trial starts; the sweep ends
+    /// when they have. Takes no turn, so a pipeline canceling its steps can call it.
     pub(crate) async fn cancel_sweep(&self, name: &str) -> Result<()> {
         if !self.move_to(name, JobStatus::CancelRequested, None).await? {
             return Ok(());
         }
-        self.advance_sweep(name).await
+        let children = self
+            .store()
+            .list_jobs(&JobFilter { parent: Some(name.to_string()), without_spec: true, ..Default::default() })
+            .await?;
+        for c in children {
+            if JobStatus::parse(&c.status).is_some_and(|s| !s.is_terminal()) {
+                self.cancel_command(&c.name).await?;
+            }
+        }
+        self.advance_later(name);
+        Ok(())
     }
 
     /// A sweep's trials with their values, metric and status, for `job show` and the studio.
@@ -632,8 +783,8 @@ impl Orchestrator {
             return Err(ServiceError::invalid(format!("job '{name}' is a {} job, not a sweep", record.kind)));
         }
         let doc: SweepDocument = serde_json::from_str(&record.spec).map_err(internal)?;
-        let sweep = self.sweep_spec(&doc)?;
-        let s = &sweep.sweep;
+        let plan = self.sweep_plan(&doc).await?;
+        let s = &plan.settings;
         let goal = s.objective.goal;
         let trials = self.sweep_trials(name, s).await?;
         Ok(SweepView {
@@ -670,8 +821,15 @@ impl Orchestrator {
 }
 
 /// The command job of one trial: the template with its name, values and parent.
-fn trial_job(template: &CommandJob, name: &str, sweep: &str, experiment: &str, values: &Assignment) -> CommandJob {
+fn trial_job(plan: &SweepPlan, name: &str, sweep: &str, experiment: &str, values: &Assignment) -> CommandJob {
+    let template = &plan.trial;
     let mut spec = template.clone();
+    for (k, v) in values {
+        if let Some(kind) = plan.inputs.get(k) {
+            let literal = Literal { kind: *kind, text: kiln_tune::space::render(v) };
+            spec.inputs.insert(k.clone(), Located { value: JobInput::Literal(literal), pos: template.command.pos });
+        }
+    }
     spec.name = Some(name.to_string());
     spec.display_name = Some(name.to_string());
     spec.experiment_name = Some(experiment.to_string());
@@ -680,12 +838,43 @@ fn trial_job(template: &CommandJob, name: &str, sweep: &str, experiment: &str, v
     for v in spec.environment_variables.values_mut() {
         *v = kiln_spec::sweep::render_trial_command(v, values);
     }
-    // Each trial writes its own outputs; the sweep registers the best trial's.
+    // Each trial writes its own outputs (a fixed path would have them overwrite each other);
+    // the sweep registers the best trial's.
     for o in spec.outputs.values_mut() {
         o.value.asset_name = None;
         o.value.asset_version = None;
+        if o.value.path.as_deref().is_some_and(|p| !p.contains("${{name}}")) {
+            o.value.path = None;
+        }
     }
     spec
+}
+
+/// A pipeline sweep node's plan: the step as a command job whose swept inputs each trial sets.
+fn step_sweep_plan(
+    step: &GraphStep,
+    upstream: &BTreeMap<usize, String>,
+    experiment: &str,
+    pipeline: &str,
+) -> Result<SweepPlan> {
+    let settings =
+        step.sweep.clone().ok_or_else(|| ServiceError::internal(format!("step '{}' is not a sweep", step.path)))?;
+    let upstream: std::collections::HashMap<usize, String> = upstream.iter().map(|(k, v)| (*k, v.clone())).collect();
+    let mut trial = crate::pipeline::step_command_job(step, &upstream, experiment, pipeline);
+    trial.timeout_s = settings.limits.trial_timeout_s.or(trial.timeout_s);
+    let inputs = settings
+        .search_space
+        .parameters
+        .iter()
+        .map(|p| {
+            let kind = match step.component.inputs.get(&p.name).map(|port| &port.kind) {
+                Some(PortKind::Literal(k)) => *k,
+                _ => LiteralKind::String,
+            };
+            (p.name.clone(), kind)
+        })
+        .collect();
+    Ok(SweepPlan { trial, settings, inputs })
 }
 
 fn policy_name(p: &kiln_tune::early::Policy) -> &'static str {

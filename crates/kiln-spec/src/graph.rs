@@ -50,6 +50,9 @@ pub struct GraphStep {
     pub timeout_s: Option<u64>,
     pub environment_variables: BTreeMap<String, String>,
     pub max_retries: u32,
+    /// A sweep node: the step runs as a sweep whose trials set the search space's inputs
+    /// (absent from `inputs`).
+    pub sweep: Option<crate::sweep::SweepSettings>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -416,8 +419,46 @@ impl Flattener<'_> {
                     values.insert(name.clone(), fit(src, input.pos, &f, port, v)?);
                 }
             }
+            if let Some(sweep) = &step.sweep {
+                let Component::Command(_) = &*component else {
+                    return Err(err(src, step.pos, &field("trial"), "a sweep's trial must be a command component"));
+                };
+                for p in &sweep.search_space.parameters {
+                    let f = field(&format!("search_space.{}", p.name));
+                    match ports.get(&p.name) {
+                        Some(InputPort { kind: PortKind::Literal(_) | PortKind::Any, .. }) => {
+                            // The trial's value replaces whatever the step bound.
+                            values.remove(&p.name);
+                        }
+                        Some(port) => {
+                            return Err(err(
+                                src,
+                                step.pos,
+                                &f,
+                                format!("input '{}' takes {} data, not a value to sweep", p.name, port.kind.name()),
+                            ));
+                        }
+                        None => {
+                            let known: Vec<&str> = ports.keys().map(String::as_str).collect();
+                            return Err(err(
+                                src,
+                                step.pos,
+                                &f,
+                                format!(
+                                    "the trial component has no input '{}' to sweep (inputs: {})",
+                                    p.name,
+                                    known.join(", ")
+                                ),
+                            ));
+                        }
+                    }
+                }
+            }
+            let swept = |name: &str| {
+                step.sweep.as_ref().is_some_and(|s| s.search_space.parameters.iter().any(|p| p.name == name))
+            };
             for (name, port) in ports {
-                if values.contains_key(name) {
+                if values.contains_key(name) || swept(name) {
                     continue;
                 }
                 if let Some(d) = &port.default {
@@ -545,6 +586,7 @@ impl Flattener<'_> {
                             e
                         },
                         max_retries: step.max_retries,
+                        sweep: step.sweep.clone(),
                     });
                     Done::Command(index)
                 }
@@ -709,6 +751,35 @@ jobs:
     inputs: {m: {path: "${{parent.jobs.train.outputs.model}}", mode: download}}
     outputs: {r: }
 "#;
+
+    #[test]
+    fn a_sweep_node_sweeps_its_trial_components_inputs() {
+        let sweep = |space: &str| {
+            format!(
+                "type: pipeline\ninputs:\n  raw: {{type: uri_folder, path: cas:abc}}\njobs:\n  tune:\n    type: sweep\n    \
+                 trial: ./train.yml\n    inputs: {{data: \"${{{{parent.inputs.raw}}}}\", lr: 0.5}}\n    sampling_algorithm: bayesian\n    \
+                 search_space:\n      {space}\n    objective: {{goal: maximize, primary_metric: auc}}\n    \
+                 limits: {{max_total_trials: 8, trial_timeout: 30}}\n"
+            )
+        };
+        let g = flat(&sweep("lr: {type: loguniform, min_value: -5, max_value: 0}")).unwrap();
+        let tune = &g.steps[0];
+        let s = tune.sweep.as_ref().expect("a sweep node");
+        assert_eq!(s.search_space.parameters[0].name, "lr");
+        assert_eq!((s.limits.max_total_trials, s.limits.trial_timeout_s), (8, Some(30)));
+        assert!(!tune.inputs.contains_key("lr"), "each trial sets lr, the step's 0.5 is replaced");
+        assert!(matches!(tune.inputs["data"], Value::Data(_)));
+        assert_eq!(
+            error(&sweep("rate: {type: uniform, min_value: 0, max_value: 1}")),
+            "pipe.yml:6:5: jobs.tune.search_space.rate: the trial component has no input 'rate' to sweep (inputs: data, lr)"
+        );
+        assert_eq!(
+            error(&sweep("data: {type: choice, values: [a, b]}")),
+            "pipe.yml:6:5: jobs.tune.search_space.data: input 'data' takes uri_folder data, not a value to sweep"
+        );
+        let no_trial = "type: pipeline\njobs:\n  tune:\n    type: sweep\n    sampling_algorithm: random\n";
+        assert_eq!(error(no_trial), "pipe.yml:4:5: jobs.tune.trial: a sweep step needs 'trial' (a command component)");
+    }
 
     #[test]
     fn a_three_step_pipeline_flattens_into_a_dag() {

@@ -169,6 +169,9 @@ pub struct Step {
     pub environment_variables: BTreeMap<String, String>,
     /// `retry_settings.max_retries`.
     pub max_retries: u32,
+    /// A sweep node (`type: sweep`): its trial is `component`, and the search space's keys
+    /// name the component's inputs.
+    pub sweep: Option<crate::sweep::SweepSettings>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -676,17 +679,20 @@ fn step(src: &Source, name: &str, node: &Node, field: &str) -> Result<Step> {
     let kind =
         m.choice("type", &["command", "pipeline", "sweep", "parallel", "spark", "automl", "import", "data_transfer"])?;
     match kind.as_deref() {
-        None | Some("command") | Some("pipeline") => {}
+        None | Some("command") | Some("pipeline") | Some("sweep") => {}
         Some(other) => {
             return Err(src.error(
                 m.pos_of("type"),
                 &m.field("type"),
-                format!("'{other}' steps are not supported by Kiln yet (command and pipeline steps are)"),
+                format!("'{other}' steps are not supported by Kiln yet (command, pipeline and sweep steps are)"),
             ));
         }
     }
     let is_pipeline = kind.as_deref() == Some("pipeline");
-    let component = match m.get("component") {
+    let is_sweep = kind.as_deref() == Some("sweep");
+    // A sweep node names its trial component under `trial`.
+    let component_key = if is_sweep { "trial" } else { "component" };
+    let component = match m.get(component_key) {
         Some(c) => match &c.kind {
             Kind::Scalar { text, .. } => {
                 let text = text.trim();
@@ -709,11 +715,14 @@ fn step(src: &Source, name: &str, node: &Node, field: &str) -> Result<Step> {
             Kind::Seq(_) => {
                 return Err(src.error(
                     c.pos,
-                    &m.field("component"),
+                    &m.field(component_key),
                     "expected a file, a reference or a mapping, found a list",
                 ));
             }
         },
+        None if is_sweep => {
+            return Err(src.error(node.pos, &m.field("trial"), "a sweep step needs 'trial' (a command component)"));
+        }
         None if is_pipeline => {
             return Err(src.error(node.pos, &m.field("component"), "a pipeline step needs 'component'"));
         }
@@ -724,8 +733,10 @@ fn step(src: &Source, name: &str, node: &Node, field: &str) -> Result<Step> {
             ComponentRef::Inline(Box::new(Component::Command(inline_command_step(src, node, field)?)))
         }
     };
-    let inline_step =
-        matches!(&component, ComponentRef::Inline(c) if matches!(**c, Component::Command(_))) && m.has("command");
+    let inline_step = !is_sweep
+        && matches!(&component, ComponentRef::Inline(c) if matches!(**c, Component::Command(_)))
+        && m.has("command");
+    let sweep = if is_sweep { Some(crate::sweep::sweep_settings(src, &m)?) } else { None };
     let mut inputs = BTreeMap::new();
     if let Some(im) = m.map("inputs")? {
         for e in im.entries() {
@@ -772,9 +783,10 @@ fn step(src: &Source, name: &str, node: &Node, field: &str) -> Result<Step> {
         tags: m.string_map("tags")?,
         resources: if !inline_step && m.has("resources") { Some(job::resources(&m)?) } else { None },
         distribution: if inline_step { None } else { job::distribution(src, &m)? },
-        timeout_s: if inline_step { None } else { job::timeout(&m)? },
+        timeout_s: if inline_step || is_sweep { None } else { job::timeout(&m)? },
         environment_variables: if inline_step { BTreeMap::new() } else { m.string_map("environment_variables")? },
         max_retries,
+        sweep,
     };
     if inline_step {
         // Read by the inline component.

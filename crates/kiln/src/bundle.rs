@@ -143,13 +143,15 @@ impl Bundler<'_> {
             let Some(Node { kind: Kind::Map(steps), .. }) = entry_mut(node, "jobs") else { return Ok(()) };
             for step in steps.iter_mut() {
                 let field = format!("jobs.{}.", step.key);
-                if step.value.get("component").is_none() {
+                // A sweep node names its trial component under `trial`.
+                let key = if kiln_spec::job_type(&step.value) == "sweep" { "trial" } else { "component" };
+                if step.value.get(key).is_none() {
                     // An inline command step.
                     self.command(&mut step.value, &base, &label, &field).await?;
                     continue;
                 }
                 self.inputs(&mut step.value, &base, &label, &field).await?;
-                let Some(component) = entry_mut(&mut step.value, "component") else { continue };
+                let Some(component) = entry_mut(&mut step.value, key) else { continue };
                 match scalar(component).map(str::to_string) {
                     Some(written) => {
                         let is_file = written.starts_with("file:")
@@ -162,7 +164,7 @@ impl Bundler<'_> {
                         let file_label = path.display().to_string();
                         let source = std::fs::read_to_string(&path).map_err(|e| {
                             let p = component.pos;
-                            anyhow!("{label}:{}:{}: {field}component: cannot read {file_label}: {e}", p.line, p.col)
+                            anyhow!("{label}:{}:{}: {field}{key}: cannot read {file_label}: {e}", p.line, p.col)
                         })?;
                         let mut tree = kiln_spec::parse_with_overrides(&file_label, &source, &[])?;
                         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
