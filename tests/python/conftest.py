@@ -15,8 +15,9 @@ KILN_BIN = os.environ.get("KILN_BIN") or os.path.expanduser("~/.cache/kiln/targe
 class KilnServer:
     """A `kiln up` child process on 127.0.0.1."""
 
-    def __init__(self, data_dir, extra_args=(), env=None):
+    def __init__(self, data_dir, extra_args=(), env=None, port=0):
         self.data_dir = str(data_dir)
+        self.port = port
         self.extra_args = list(extra_args)
         self.env = dict(os.environ, **(env or {}))
         self.proc = None
@@ -24,7 +25,7 @@ class KilnServer:
 
     def start(self):
         self.proc = subprocess.Popen(
-            [KILN_BIN, "up", "--host", "127.0.0.1", "--port", "0", "--data-dir", self.data_dir, *self.extra_args],
+            [KILN_BIN, "up", "--host", "127.0.0.1", "--port", str(self.port), "--data-dir", self.data_dir, *self.extra_args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=self.env,
@@ -86,6 +87,15 @@ def tracking(kiln, monkeypatch):
     while mlflow.active_run():
         mlflow.end_run()
     mlflow.set_tracking_uri(None)
+
+
+def free_port():
+    """A loopback port nothing listens on now (for a server that must come back on the same one)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def unique(prefix):

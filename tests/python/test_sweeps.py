@@ -1,5 +1,6 @@
 """Sweep jobs: Azure ML v2 sweep YAML run as trials of real processes, scored by their MLflow metrics."""
 
+import json
 import re
 import time
 
@@ -326,3 +327,66 @@ jobs:
     out = kiln(server, "job", "create", "-f", str(spec))
     assert out.returncode != 0
     assert "jobs.tune.search_space.rate: the trial component has no input 'rate' to sweep (inputs: lr)" in out.stderr, out.stderr
+
+
+def test_the_sweep_timeout_ends_it_with_the_best_trial_so_far(server, tmp_path):
+    spec = write(
+        tmp_path / "budget.yml",
+        """type: sweep
+trial:
+  command: python -c "import mlflow, time; mlflow.log_metric('m', ${{search_space.x}}); time.sleep(0.5)"
+  environment: {image: python}
+sampling_algorithm: {type: random, seed: 1}
+search_space:
+  x: {type: uniform, min_value: 0, max_value: 1}
+objective: {goal: maximize, primary_metric: m}
+limits: {max_total_trials: 100, max_concurrent_trials: 1, timeout: 6}
+""",
+    )
+    name = create(server, spec)["name"]
+    job = wait_status(server, name, timeout=60)
+    assert job["status"] == "Completed", job
+    assert job["properties"]["kiln.sweep.stopped"] == "stopped at the sweep's timeout (6 s)"
+    t = trials(server, name)
+    done = [tr for tr in t["trials"] if tr["status"] == "Completed"]
+    assert 1 <= len(done) < 100 and all(tr["status"] in ("Completed", "Canceled") for tr in t["trials"])
+    assert t["best_metric"] == max(tr["metric"] for tr in done)
+
+
+def test_a_sweep_picks_up_after_a_server_restart(tmp_path, job_cache):
+    from conftest import KilnServer, free_port
+
+    # Running trials log to the server they were started by: it comes back on the same port.
+    port = free_port()
+    data = tmp_path / "data"
+    spec = write(
+        tmp_path / "restart.yml",
+        """type: sweep
+trial:
+  command: python -c "import mlflow, time; time.sleep(1.5); mlflow.log_metric('m', ${{search_space.x}})"
+  environment: {image: python}
+sampling_algorithm: {type: random, seed: 5}
+search_space:
+  x: {type: uniform, min_value: 0, max_value: 1}
+objective: {goal: minimize, primary_metric: m}
+limits: {max_total_trials: 4, max_concurrent_trials: 2}
+""",
+    )
+    server = KilnServer(data, env=job_env(job_cache), port=port).start()
+    try:
+        name = create(server, spec, "-n", "survivor")["name"]
+        assert wait_until(lambda: any(tr["status"] == "Running" for tr in trials(server, name)["trials"]), 30)
+        server.kill9()
+        server = KilnServer(data, env=job_env(job_cache), port=port).start()
+        assert wait_until(lambda: server.api("GET", f"/api/v1/jobs/{name}").json()["status"] == "Completed", 90), json.dumps(
+            [server.api("GET", f"/api/v1/jobs/{name}").json()["status"], trials(server, name)["trials"]]
+        )
+        t = trials(server, name)
+        assert [tr["index"] for tr in t["trials"]] == [0, 1, 2, 3]
+        assert all(tr["status"] == "Completed" for tr in t["trials"])
+        # The seed drew the same values as an uninterrupted sweep would.
+        fresh = create(server, spec, "-n", "uninterrupted")["name"]
+        assert wait_status(server, fresh, timeout=90)["status"] == "Completed"
+        assert [tr["values"] for tr in trials(server, fresh)["trials"]] == [tr["values"] for tr in t["trials"]]
+    finally:
+        server.stop()
