@@ -177,8 +177,8 @@ struct Inner {
     tracking_uri: OnceLock<String>,
     live: Mutex<HashMap<String, Live>>,
     wake: Notify,
-    /// Pipelines advance one at a time, so two steps ending together cannot both start the
-    /// step after them.
+    /// Pipelines and sweeps advance one at a time, so two steps (or trials) ending together
+    /// cannot both start the one after them.
     pipelines: tokio::sync::Mutex<()>,
     /// Running pipelines' flattened graphs (see `running_pipeline_graph`).
     pipeline_graphs: Mutex<HashMap<String, Arc<(kiln_spec::pipeline::PipelineJob, kiln_spec::graph::Graph)>>>,
