@@ -164,9 +164,9 @@ CURVE_PY = """import sys, time
 import mlflow
 
 level = float(sys.argv[1])
-for step in range(40):
+for step in range(60):
     mlflow.log_metric("loss", level + 1.0 / (step + 1), step=step)
-    time.sleep(0.25)
+    time.sleep(0.2)
 """
 
 CURVE = """type: sweep
@@ -194,11 +194,12 @@ def test_early_termination_stops_the_bad_trial_of_the_first_wave(server, tmp_pat
     assert job["status"] == "Completed", job
     t = {tr["values"]["level"]: tr for tr in trials(server, name)["trials"]}
     good, bad = t[0.1], t[5.0]
-    assert good["status"] == "Completed" and good["reports"] == 40 and good["early_terminated"] is None
+    assert good["status"] == "Completed" and good["reports"] == 60 and good["early_terminated"] is None
     assert bad["status"] == "Canceled", bad
     assert bad["early_terminated"].startswith("stopped early by the bandit policy"), bad
-    # Judged as soon as both reached an interval at or past the delay, not after 40 reports.
-    assert 4 <= bad["reports"] < 30, bad
+    # Judged as soon as both reached an interval at or past the delay, not after 60 reports
+    # (how soon depends on how far apart the two started on a busy machine).
+    assert 4 <= bad["reports"] < 45, bad
     assert trials(server, name)["best_trial"] == good["job"]
     run = MlflowClient(server.url).get_run(bad["job"])
     assert run.info.status == "KILLED" and run.data.tags["kiln.early_terminated"] == "true"

@@ -2,11 +2,13 @@
 //! primary metric so far.
 //!
 //! One report (one `log_metric` of the primary metric) is one interval. A policy looks at a
-//! running trial at its latest interval `k` that is a multiple of `evaluation_interval` and at
-//! least `delay_evaluation`, and compares it with every other trial that reached `k`, running
-//! or finished. It is asked again whenever a report arrives, so a first wave of trials started
-//! together is judged as soon as its members reach the same interval (the original service
-//! lets the first wave run out, a known complaint).
+//! running trial at the latest interval `k` that is a multiple of `evaluation_interval`, at
+//! least `delay_evaluation`, and reached both by the trial and by some other trial (running
+//! or finished), and compares it with every other trial that reached `k`. It is asked again
+//! whenever a report arrives, so a first wave of trials started together is judged as soon as
+//! its members reach a common interval (the original service lets the first wave run out, a
+//! known complaint), and a trial that runs ahead of the others (it started first, or its
+//! peers are slow) is judged where they are, not left alone until they catch up.
 
 use crate::Goal;
 
@@ -59,11 +61,10 @@ impl EarlyTermination {
     pub fn to_stop<'a>(&self, goal: Goal, curves: &'a [Curve]) -> Vec<&'a str> {
         let mut out = Vec::new();
         for c in curves.iter().filter(|c| c.running) {
-            let Some(k) = self.judged_at(c.values.len()) else { continue };
+            let furthest_peer = curves.iter().filter(|o| o.id != c.id).map(|o| o.values.len()).max().unwrap_or(0);
+            // No interval both reached yet: no baseline.
+            let Some(k) = self.judged_at(c.values.len().min(furthest_peer)) else { continue };
             let peers: Vec<&Curve> = curves.iter().filter(|o| o.id != c.id && o.values.len() >= k).collect();
-            if peers.is_empty() {
-                continue; // No baseline at this interval yet.
-            }
             let best_so_far = |curve: &Curve| best_of(goal, &curve.values[..k]);
             let stop = match &self.policy {
                 Policy::Bandit { slack } => {

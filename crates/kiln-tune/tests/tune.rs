@@ -112,6 +112,14 @@ fn bandit_stops_trials_outside_the_slack_including_the_first_wave() {
     let every3 = EarlyTermination { evaluation_interval: 3, ..policy(Slack::Factor(0.1)) };
     let c = [curve("a", &[0.9, 0.9, 0.9, 0.9], false), curve("b", &[0.1, 0.1], true)];
     assert!(every3.to_stop(Goal::Maximize, &c).is_empty());
+    // A trial running ahead of its peers is judged at the furthest interval a peer reached.
+    let ahead = [curve("fast-bad", &[0.1; 12], true), curve("slow-good", &[0.9, 0.9, 0.9], true)];
+    assert_eq!(policy(Slack::Factor(0.1)).to_stop(Goal::Maximize, &ahead), vec!["fast-bad"]);
+    let behind = [curve("fast-bad", &[0.1; 12], true), curve("slow-good", &[0.9], true)];
+    assert!(
+        policy(Slack::Factor(0.1)).to_stop(Goal::Maximize, &behind).is_empty(),
+        "no common interval past the delay"
+    );
 }
 
 #[test]
