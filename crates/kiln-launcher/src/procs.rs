@@ -312,15 +312,33 @@ async fn write_logs(
 }
 
 /// Keeps what best says why a process failed: the last line that names an error (Python's
-/// `KeyError: …` after a traceback, `error: …`), else the last line.
+/// `KeyError: …` after a traceback, `error: …`), else the last line. Output arrives in pipe
+/// reads that may end mid-line (Python writes `ValueError` and `: bad input` apart), so the
+/// unfinished line waits for the rest.
 #[derive(Default, Clone)]
 struct LastLines {
     last: Option<String>,
     last_error: Option<String>,
+    partial: Vec<u8>,
 }
+
+/// A line longer than this is judged by its start (and the rest of it is not kept).
+const LINE_LIMIT: usize = 64 * 1024;
 
 impl LastLines {
     fn observe(&mut self, bytes: &[u8]) {
+        self.partial.extend_from_slice(bytes);
+        if let Some(end) = self.partial.iter().rposition(|b| *b == b'\n') {
+            let complete: Vec<u8> = self.partial.drain(..=end).collect();
+            self.lines(&complete);
+        }
+        if self.partial.len() > LINE_LIMIT {
+            let long = std::mem::take(&mut self.partial);
+            self.lines(&long);
+        }
+    }
+
+    fn lines(&mut self, bytes: &[u8]) {
         let text = String::from_utf8_lossy(bytes);
         for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
             let line: String = line.chars().take(500).collect();
@@ -332,7 +350,10 @@ impl LastLines {
     }
 
     fn reason(&self) -> Option<String> {
-        self.last_error.clone().or_else(|| self.last.clone())
+        let mut done = self.clone();
+        let rest = std::mem::take(&mut done.partial);
+        done.lines(&rest);
+        done.last_error.or(done.last)
     }
 }
 
@@ -427,6 +448,15 @@ mod tests {
         let mut plain = LastLines::default();
         plain.observe(b"step 1\nstep 2\n");
         assert_eq!(plain.reason().as_deref(), Some("step 2"));
+        // A line split across pipe reads, and a last line with no newline.
+        let mut split = LastLines::default();
+        split.observe(b"Traceback (most recent call last):\nValueError");
+        split.observe(b": bad input\nexiting");
+        assert_eq!(split.reason().as_deref(), Some("ValueError: bad input"));
+        let mut unfinished = LastLines::default();
+        unfinished.observe(b"step 1\nstep");
+        unfinished.observe(b" 2");
+        assert_eq!(unfinished.reason().as_deref(), Some("step 2"));
         assert!(names_an_error("torch.distributed.DistBackendError: NCCL failed"));
     }
 
