@@ -330,24 +330,25 @@ jobs:
     assert "jobs.tune.search_space.rate: the trial component has no input 'rate' to sweep (inputs: lr)" in out.stderr, out.stderr
 
 
-def test_the_sweep_timeout_ends_it_with_the_best_trial_so_far(server, tmp_path):
+def test_the_sweep_timeout_ends_a_bayesian_sweep_with_the_best_trial_so_far(server, tmp_path):
     spec = write(
         tmp_path / "budget.yml",
         """type: sweep
 trial:
   command: python -c "import mlflow, time; mlflow.log_metric('m', ${{search_space.x}}); time.sleep(0.5)"
   environment: {image: python}
-sampling_algorithm: {type: random, seed: 1}
+sampling_algorithm: bayesian
 search_space:
   x: {type: uniform, min_value: 0, max_value: 1}
 objective: {goal: maximize, primary_metric: m}
-limits: {max_total_trials: 100, max_concurrent_trials: 1, timeout: 6}
+limits: {max_total_trials: 100, max_concurrent_trials: 1, timeout: 8}
 """,
     )
     name = create(server, spec)["name"]
     job = wait_status(server, name, timeout=60)
     assert job["status"] == "Completed", job
-    assert job["properties"]["kiln.sweep.stopped"] == "stopped at the sweep's timeout (6 s)"
+    assert job["properties"]["kiln.sweep.stopped"] == "stopped at the sweep's timeout (8 s)"
+    assert job["properties"]["kiln.sweep.sampling_algorithm"] == "bayesian"
     t = trials(server, name)
     done = [tr for tr in t["trials"] if tr["status"] == "Completed"]
     assert 1 <= len(done) < 100 and all(tr["status"] in ("Completed", "Canceled") for tr in t["trials"])

@@ -146,38 +146,14 @@ pub fn command_job(src: &Source, root: &Node) -> Result<CommandJob> {
     {
         return Err(src.error(m.pos_of("type"), "type", format!("expected 'command' here, found '{t}'")));
     }
-    let name = m.str("name")?;
-    if let Some(n) = &name
-        && !valid_job_name(n)
-    {
-        return Err(src.error(
-            m.pos_of("name"),
-            "name",
-            format!("'{n}' is not a valid job name: use letters, digits, '-' and '_', at most 255, starting with a letter or digit"),
-        ));
-    }
+    let name = job_name(src, &m)?;
     let command_node = m.req("command")?;
     let command = Located { value: scalar_text(src, command_node, "command")?, pos: command_node.pos };
     let environment = environment(src, &m)?;
     let code = m.get("code").map(|n| Ok(Located { value: scalar_text(src, n, "code")?, pos: n.pos })).transpose()?;
 
-    let mut inputs = BTreeMap::new();
-    if let Some(im) = m.map("inputs")? {
-        for e in im.entries() {
-            let field = im.field(&e.key);
-            im.accept(&[&e.key]);
-            inputs.insert(e.key.clone(), Located { value: job_input(src, &e.value, &field)?, pos: e.value.pos });
-        }
-    }
-    let mut outputs = BTreeMap::new();
-    if let Some(om) = m.map("outputs")? {
-        for e in om.entries() {
-            let field = om.field(&e.key);
-            om.accept(&[&e.key]);
-            outputs.insert(e.key.clone(), Located { value: job_output(src, &e.value, &field)?, pos: e.value.pos });
-        }
-    }
-
+    let inputs = job_inputs(src, &m)?;
+    let outputs = job_outputs(src, &m)?;
     let resources = resources(&m)?;
     let timeout_s = timeout(&m)?;
     let distribution = distribution(src, &m)?;
@@ -212,6 +188,47 @@ pub fn command_job(src: &Source, root: &Node) -> Result<CommandJob> {
     m.warn_unknown();
     check_bindings(src, &job, m.pos_of("environment_variables"))?;
     Ok(job)
+}
+
+/// `name:` of a job (of any kind), checked.
+pub(crate) fn job_name(src: &Source, m: &MapReader) -> Result<Option<String>> {
+    let name = m.str("name")?;
+    if let Some(n) = &name
+        && !valid_job_name(n)
+    {
+        return Err(src.error(
+            m.pos_of("name"),
+            &m.field("name"),
+            format!("'{n}' is not a valid job name: use letters, digits, '-' and '_', at most 255, starting with a letter or digit"),
+        ));
+    }
+    Ok(name)
+}
+
+/// `inputs:` of a job (of any kind).
+pub(crate) fn job_inputs(src: &Source, m: &MapReader) -> Result<BTreeMap<String, Located<JobInput>>> {
+    let mut inputs = BTreeMap::new();
+    if let Some(im) = m.map("inputs")? {
+        for e in im.entries() {
+            im.accept(&[&e.key]);
+            let value = job_input(src, &e.value, &im.field(&e.key))?;
+            inputs.insert(e.key.clone(), Located { value, pos: e.value.pos });
+        }
+    }
+    Ok(inputs)
+}
+
+/// `outputs:` of a job (of any kind).
+pub(crate) fn job_outputs(src: &Source, m: &MapReader) -> Result<BTreeMap<String, Located<JobOutput>>> {
+    let mut outputs = BTreeMap::new();
+    if let Some(om) = m.map("outputs")? {
+        for e in om.entries() {
+            om.accept(&[&e.key]);
+            let value = job_output(src, &e.value, &om.field(&e.key))?;
+            outputs.insert(e.key.clone(), Located { value, pos: e.value.pos });
+        }
+    }
+    Ok(outputs)
 }
 
 /// `resources:` (defaults when absent).

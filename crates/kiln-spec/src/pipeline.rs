@@ -572,28 +572,9 @@ pub fn pipeline_job(src: &Source, root: &Node) -> Result<PipelineJob> {
     if m.choice("type", &["pipeline"])?.is_none() {
         return Err(src.error(root.pos, "type", "missing required field 'type' (pipeline)"));
     }
-    let name = m.str("name")?;
-    if let Some(n) = &name
-        && !job::valid_job_name(n)
-    {
-        return Err(src.error(m.pos_of("name"), "name", format!("'{n}' is not a valid job name")));
-    }
-    let mut inputs = BTreeMap::new();
-    if let Some(im) = m.map("inputs")? {
-        for e in im.entries() {
-            im.accept(&[&e.key]);
-            let value = job::job_input(src, &e.value, &im.field(&e.key))?;
-            inputs.insert(e.key.clone(), Located { value, pos: e.value.pos });
-        }
-    }
-    let mut outputs = BTreeMap::new();
-    if let Some(om) = m.map("outputs")? {
-        for e in om.entries() {
-            om.accept(&[&e.key]);
-            let value = job::job_output(src, &e.value, &om.field(&e.key))?;
-            outputs.insert(e.key.clone(), Located { value, pos: e.value.pos });
-        }
-    }
+    let name = job::job_name(src, &m)?;
+    let inputs = job::job_inputs(src, &m)?;
+    let outputs = job::job_outputs(src, &m)?;
     let settings = match m.map("settings")? {
         None => Settings::default(),
         Some(s) => {

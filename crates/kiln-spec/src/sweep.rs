@@ -100,34 +100,10 @@ pub fn sweep_job(src: &Source, root: &Node) -> Result<SweepJob> {
     if m.choice("type", &["sweep"])?.is_none() {
         return Err(src.error(root.pos, "type", "missing required field 'type' (sweep)"));
     }
-    let name = m.str("name")?;
-    if let Some(n) = &name
-        && !job::valid_job_name(n)
-    {
-        return Err(src.error(m.pos_of("name"), "name", format!("'{n}' is not a valid job name")));
-    }
+    let name = job::job_name(src, &m)?;
     let sweep = sweep_settings(src, &m)?;
-
-    let mut inputs = BTreeMap::new();
-    if let Some(im) = m.map("inputs")? {
-        for e in im.entries() {
-            im.accept(&[&e.key]);
-            inputs.insert(
-                e.key.clone(),
-                Located { value: job::job_input(src, &e.value, &im.field(&e.key))?, pos: e.value.pos },
-            );
-        }
-    }
-    let mut outputs = BTreeMap::new();
-    if let Some(om) = m.map("outputs")? {
-        for e in om.entries() {
-            om.accept(&[&e.key]);
-            outputs.insert(
-                e.key.clone(),
-                Located { value: job::job_output(src, &e.value, &om.field(&e.key))?, pos: e.value.pos },
-            );
-        }
-    }
+    let inputs = job::job_inputs(src, &m)?;
+    let outputs = job::job_outputs(src, &m)?;
     let experiment_name = m.str("experiment_name")?;
     let t = m.map("trial")?.ok_or_else(|| src.error(root.pos, "trial", "missing required field 'trial'"))?;
     let command_node = t.req("command")?;
