@@ -665,6 +665,12 @@ impl Orchestrator {
         trials: &[Trial],
         note: Option<String>,
     ) -> Result<()> {
+        // A sweep that fails (a trial that cannot start, a sampler error) leaves no trial behind.
+        for t in trials.iter().filter(|t| !t.status.is_terminal()) {
+            if let Err(e) = self.cancel_command(&t.record.name).await {
+                tracing::warn!(trial = %t.record.name, error = %e, "cannot cancel the trial");
+            }
+        }
         let plan = self.sweep_plan(doc).await.ok();
         let mut status = status;
         let mut reason = reason.map(str::to_string);

@@ -302,7 +302,11 @@ pub fn sweep_trials(t: &SweepTrials) {
             let best = t.best_trial.as_deref() == Some(tr.job.as_str());
             let mut row = vec![
                 format!("{}{}", tr.index, if best { " *" } else { "" }),
-                if tr.early_terminated.is_some() { "EarlyTerminated".into() } else { tr.status.clone() },
+                if tr.early_terminated.is_some() && tr.status == "Canceled" {
+                    "EarlyTerminated".into()
+                } else {
+                    tr.status.clone()
+                },
                 tr.metric.map(|m| m.to_string()).unwrap_or_else(|| "-".into()),
             ];
             for p in &t.parameters {
