@@ -824,7 +824,20 @@ impl Orchestrator {
             .list_jobs(&JobFilter { statuses: vec![JobStatus::NotStarted.as_str().into()], ..Default::default() })
             .await?;
         for job in unqueued {
-            self.move_to(&job.name, JobStatus::Queued, None).await?;
+            match job.kind.as_str() {
+                // A pipeline or sweep recorded but not yet running: it runs now.
+                "pipeline" | "sweep" => {
+                    self.move_to(&job.name, JobStatus::Running, None).await?;
+                    if job.kind == "pipeline" {
+                        pipelines.push(job.name);
+                    } else {
+                        sweeps.push(job.name);
+                    }
+                }
+                _ => {
+                    self.move_to(&job.name, JobStatus::Queued, None).await?;
+                }
+            }
         }
         // Pipelines pick up where they were: finished steps are not run again.
         for name in pipelines {

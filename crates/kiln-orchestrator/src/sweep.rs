@@ -147,9 +147,12 @@ struct Trial {
 }
 
 impl Trial {
-    /// Running and not already being stopped.
+    /// Running, not already being stopped, and not finalizing (its training is done: stopping
+    /// it now saves nothing and may lose the best result).
     fn running(&self) -> bool {
-        !self.status.is_terminal() && self.status != JobStatus::CancelRequested && self.early_terminated.is_none()
+        !self.status.is_terminal()
+            && !matches!(self.status, JobStatus::CancelRequested | JobStatus::Finalizing)
+            && self.early_terminated.is_none()
     }
 }
 
@@ -254,8 +257,11 @@ impl Orchestrator {
             parent: None,
         };
         self.record_sweep(new, &plan, doc, &experiment).await?;
-        self.advance_sweep(&name).await?;
+        // Watched first: a sweep whose first advance fails is advanced again a second later.
         self.watch_sweep(&name);
+        if let Err(e) = self.advance_sweep(&name).await {
+            tracing::warn!(sweep = %name, error = %e, "cannot advance the sweep; will retry");
+        }
         self.get(&name).await
     }
 
@@ -428,7 +434,7 @@ impl Orchestrator {
 
     /// A trial's reports of the primary metric, in step order. A finished trial's reports do
     /// not change, so they are read once.
-    async fn trial_curve(&self, job: &str, metric: &str, terminal: bool) -> Result<Vec<f64>> {
+    async fn trial_curve(&self, job: &str, metric: &str, keep: bool) -> Result<Vec<f64>> {
         if let Some(c) = self.inner.trial_curves.lock().ok().and_then(|m| m.get(job).cloned()) {
             return Ok(c);
         }
@@ -442,14 +448,16 @@ impl Orchestrator {
                 None => break,
             }
         }
-        if terminal && let Ok(mut m) = self.inner.trial_curves.lock() {
+        if keep && let Ok(mut m) = self.inner.trial_curves.lock() {
             m.insert(job.to_string(), values.clone());
         }
         Ok(values)
     }
 
     /// The sweep's trials, in the order they were started.
-    async fn sweep_trials(&self, name: &str, settings: &SweepSettings) -> Result<Vec<Trial>> {
+    /// `running`: the sweep runs, so finished trials' curves are worth keeping (they are
+    /// dropped when it ends); an ended sweep's are read and not kept.
+    async fn sweep_trials(&self, name: &str, settings: &SweepSettings, running: bool) -> Result<Vec<Trial>> {
         let children = self
             .store()
             .list_jobs(&JobFilter {
@@ -464,8 +472,9 @@ impl Orchestrator {
             let props: BTreeMap<String, String> = serde_json::from_str(&record.properties).unwrap_or_default();
             let Some(index) = props.get("kiln.trial").and_then(|i| i.parse().ok()) else { continue };
             let status = JobStatus::parse(&record.status).unwrap_or(JobStatus::Failed);
-            let curve =
-                self.trial_curve(&record.name, &settings.objective.primary_metric, status.is_terminal()).await?;
+            let curve = self
+                .trial_curve(&record.name, &settings.objective.primary_metric, running && status.is_terminal())
+                .await?;
             trials.push(Trial {
                 index,
                 values: values_from_text(settings, props.get("kiln.trial.values").map(String::as_str).unwrap_or("{}")),
@@ -494,9 +503,22 @@ impl Orchestrator {
         };
         let settings = &plan.settings;
         let goal = settings.objective.goal;
-        let mut trials = self.sweep_trials(name, settings).await?;
+        let mut trials = self.sweep_trials(name, settings, true).await?;
 
-        let timed_out = settings.limits.timeout_s.is_some_and(|t| now_ms() - record.created_at >= t as i64 * 1000);
+        // A pipeline's sweep node stops with its pipeline (canceled, or failed fast).
+        let mut status = status;
+        if let Some(origin) = &doc.step
+            && let Some(p) = self.store().get_job(&origin.pipeline).await?
+            && JobStatus::parse(&p.status).is_none_or(|s| s.is_terminal() || s == JobStatus::CancelRequested)
+            && status != JobStatus::CancelRequested
+            && self.move_to(name, JobStatus::CancelRequested, None).await?
+        {
+            status = JobStatus::CancelRequested;
+        }
+        let timed_out = settings
+            .limits
+            .timeout_s
+            .is_some_and(|t| now_ms().saturating_sub(record.created_at) >= (t as i64).saturating_mul(1000));
         if status == JobStatus::CancelRequested || timed_out {
             let mut active = false;
             for t in trials.iter().filter(|t| !t.status.is_terminal()) {
@@ -532,9 +554,14 @@ impl Orchestrator {
                     t.curve.len(),
                     settings.objective.primary_metric
                 );
-                self.mark_early_terminated(&t.record, &reason).await?;
-                t.early_terminated = Some(reason);
+                // Stopped first, then marked, and only if the stop took (a trial that completed
+                // meanwhile keeps its result and no mark).
                 self.cancel_command(&job).await?;
+                let now = self.record(&job).await?;
+                if matches!(JobStatus::parse(&now.status), Some(JobStatus::CancelRequested | JobStatus::Canceled)) {
+                    self.mark_early_terminated(&t.record, &reason).await?;
+                    t.early_terminated = Some(reason);
+                }
             }
         }
 
@@ -616,7 +643,14 @@ impl Orchestrator {
         values: &Assignment,
         experiment: &kiln_store::Experiment,
     ) -> Result<JobRecord> {
-        let name = format!("{}_{index}", sweep.name);
+        // `<sweep>_<n>`, unless that name is taken (a job of that name, or the run of a trial
+        // the server recorded just before it was killed): the index is in the properties.
+        let mut name = format!("{}_{index}", sweep.name);
+        let mut attempt = 1;
+        while self.store().get_job(&name).await?.is_some() || self.store().get_run_info(&name).await?.is_some() {
+            attempt += 1;
+            name = format!("{}_{index}_{attempt}", sweep.name);
+        }
         let spec = trial_job(plan, &name, &sweep.name, &doc.experiment_name, values);
         let source = format!("{} (trial {index})", doc.source);
         let prepared = self.prepare_command(&spec, &source, Some(experiment.clone()), None).await?;
@@ -701,14 +735,28 @@ impl Orchestrator {
                 None if status == JobStatus::Completed => {
                     status = JobStatus::Failed;
                     let metric = &plan.settings.objective.primary_metric;
-                    reason = Some(if trials.is_empty() {
+                    let by_status = |s: JobStatus| trials.iter().filter(|t| t.status == s).count();
+                    let first_failure = trials.iter().find_map(|t| t.record.failure.clone());
+                    let mut why = if trials.is_empty() {
                         "no trial ran".to_string()
-                    } else if trials.iter().all(|t| t.status == JobStatus::Failed) {
-                        let first = trials.iter().find_map(|t| t.record.failure.clone()).unwrap_or_default();
-                        format!("all {} trials failed (the first: {first})", trials.len())
+                    } else if by_status(JobStatus::Failed) == trials.len() {
+                        match first_failure {
+                            Some(f) => format!("all {} trials failed (the first: {f})", trials.len()),
+                            None => format!("all {} trials failed", trials.len()),
+                        }
+                    } else if by_status(JobStatus::Completed) == 0 {
+                        format!(
+                            "no trial completed ({} failed, {} canceled)",
+                            by_status(JobStatus::Failed),
+                            by_status(JobStatus::Canceled)
+                        )
                     } else {
                         format!("no completed trial logged the primary metric '{metric}'")
-                    });
+                    };
+                    if let Some(n) = &note {
+                        why = format!("{why}; {n}");
+                    }
+                    reason = Some(why);
                 }
                 None => {}
             }
@@ -792,7 +840,8 @@ impl Orchestrator {
         let plan = self.sweep_plan(&doc).await?;
         let s = &plan.settings;
         let goal = s.objective.goal;
-        let trials = self.sweep_trials(name, s).await?;
+        let running = JobStatus::parse(&record.status).is_some_and(|st| !st.is_terminal());
+        let trials = self.sweep_trials(name, s, running).await?;
         Ok(SweepView {
             primary_metric: s.objective.primary_metric.clone(),
             goal: if goal == Goal::Maximize { "maximize" } else { "minimize" }.into(),

@@ -59,21 +59,35 @@ impl EarlyTermination {
 
     /// The running trials to stop now.
     pub fn to_stop<'a>(&self, goal: Goal, curves: &'a [Curve]) -> Vec<&'a str> {
+        // A report that is not a number (a diverged run's NaN) counts as the worst value.
+        let worst = match goal {
+            Goal::Maximize => f64::NEG_INFINITY,
+            Goal::Minimize => f64::INFINITY,
+        };
+        let clean: Vec<Curve> = curves
+            .iter()
+            .map(|c| Curve {
+                values: c.values.iter().map(|v| if v.is_nan() { worst } else { *v }).collect(),
+                ..c.clone()
+            })
+            .collect();
         let mut out = Vec::new();
-        for c in curves.iter().filter(|c| c.running) {
-            let furthest_peer = curves.iter().filter(|o| o.id != c.id).map(|o| o.values.len()).max().unwrap_or(0);
+        for (index, c) in clean.iter().enumerate().filter(|(_, c)| c.running) {
+            let furthest_peer = clean.iter().filter(|o| o.id != c.id).map(|o| o.values.len()).max().unwrap_or(0);
             // No interval both reached yet: no baseline.
             let Some(k) = self.judged_at(c.values.len().min(furthest_peer)) else { continue };
-            let peers: Vec<&Curve> = curves.iter().filter(|o| o.id != c.id && o.values.len() >= k).collect();
+            let peers: Vec<&Curve> = clean.iter().filter(|o| o.id != c.id && o.values.len() >= k).collect();
             let best_so_far = |curve: &Curve| best_of(goal, &curve.values[..k]);
             let stop = match &self.policy {
                 Policy::Bandit { slack } => {
                     let mine = best_so_far(c);
                     let best =
                         peers.iter().map(|p| best_so_far(p)).fold(mine, |b, v| if goal.better(v, b) { v } else { b });
+                    // The factor scales the best's size, so negative metrics (`neg_log_loss`)
+                    // get the same slack as positive ones: best / (1 + f) when best > 0.
                     let bound = match (goal, slack) {
-                        (Goal::Maximize, Slack::Factor(f)) => best / (1.0 + f),
-                        (Goal::Minimize, Slack::Factor(f)) => best * (1.0 + f),
+                        (Goal::Maximize, Slack::Factor(f)) => best - best.abs() * f / (1.0 + f),
+                        (Goal::Minimize, Slack::Factor(f)) => best + best.abs() * f,
                         (Goal::Maximize, Slack::Amount(a)) => best - a,
                         (Goal::Minimize, Slack::Amount(a)) => best + a,
                     };
@@ -102,7 +116,7 @@ impl EarlyTermination {
                 }
             };
             if stop {
-                out.push(c.id.as_str());
+                out.push(curves[index].id.as_str());
             }
         }
         out

@@ -120,6 +120,15 @@ fn bandit_stops_trials_outside_the_slack_including_the_first_wave() {
         policy(Slack::Factor(0.1)).to_stop(Goal::Maximize, &behind).is_empty(),
         "no common interval past the delay"
     );
+    // Negative metrics (neg_log_loss): the leader is never stopped, the far one is.
+    let negative =
+        [curve("lead", &[-0.3, -0.2], true), curve("near", &[-0.3, -0.21], true), curve("far", &[-0.9, -0.8], true)];
+    assert_eq!(policy(Slack::Factor(0.1)).to_stop(Goal::Maximize, &negative), vec!["far"]);
+    let below_zero = [curve("a", &[-1.0, -2.0], true), curve("b", &[-1.0, -1.5], true)];
+    assert_eq!(policy(Slack::Factor(0.1)).to_stop(Goal::Minimize, &below_zero), vec!["b"]);
+    // A diverged trial (NaN) is the worst, not a trial that can never be judged.
+    let diverged = [curve("ok", &[0.5, 0.6], true), curve("nan", &[f64::NAN, f64::NAN], true)];
+    assert_eq!(policy(Slack::Factor(0.1)).to_stop(Goal::Maximize, &diverged), vec!["nan"]);
 }
 
 #[test]
