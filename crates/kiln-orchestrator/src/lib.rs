@@ -892,18 +892,11 @@ fn view(r: JobRecord) -> Job {
     });
     let doc = doc.or_else(|| {
         let s: sweep::SweepDocument = serde_json::from_str(&r.spec).ok()?;
-        let command = kiln_spec::yaml::parse(&s.spec)
-            .ok()
-            .flatten()
-            .and_then(|n| {
-                n.get("trial").and_then(|t| t.get("command")).or_else(|| n.get("command")).map(|c| c.to_json())
-            })
-            .and_then(|c| c.as_str().map(str::to_string))
-            .unwrap_or_default();
         Some(JobDocument {
             spec: s.spec,
             experiment_name: s.experiment_name,
-            command,
+            // The trials' command, read from the spec below.
+            command: String::new(),
             environment: s.environment,
             plan: None,
             outputs: s.outputs,
@@ -916,6 +909,17 @@ fn view(r: JobRecord) -> Job {
         .and_then(|d| kiln_spec::yaml::parse(&d.spec).ok().flatten())
         .map(|n| n.to_json())
         .unwrap_or(serde_json::Value::Null);
+    let command = match doc.as_ref() {
+        // A sweep's spec: a sweep job's (trial.command) or a sweep node's summary (command).
+        Some(_) if r.kind == "sweep" => spec
+            .pointer("/trial/command")
+            .or_else(|| spec.get("command"))
+            .and_then(|c| c.as_str())
+            .unwrap_or_default()
+            .to_string(),
+        Some(d) => d.command.clone(),
+        None => String::new(),
+    };
     let mut transitions: Vec<(JobStatus, i64)> =
         r.transitions.iter().filter_map(|(s, at)| Some((JobStatus::parse(s)?, *at))).collect();
     // Several moves can share a millisecond; the lifecycle orders them.
@@ -927,7 +931,7 @@ fn view(r: JobRecord) -> Job {
         properties: serde_json::from_str(&r.properties).unwrap_or_default(),
         experiment_id: r.experiment_id.to_string(),
         experiment_name: doc.as_ref().map(|d| d.experiment_name.clone()).unwrap_or_default(),
-        command: doc.as_ref().map(|d| d.command.clone()).unwrap_or_default(),
+        command,
         environment: doc.as_ref().map(|d| d.environment.clone()).unwrap_or_default(),
         outputs: doc.as_ref().map(|d| d.outputs.clone()).unwrap_or_default(),
         warnings: doc.map(|d| d.warnings).unwrap_or_default(),

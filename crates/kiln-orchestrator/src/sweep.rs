@@ -164,14 +164,6 @@ fn internal(e: impl std::fmt::Display) -> ServiceError {
     ServiceError::internal(e.to_string())
 }
 
-/// The best of `values` by `goal`, ignoring values that are not finite.
-fn best_value(goal: Goal, values: &[f64]) -> Option<f64> {
-    values.iter().copied().filter(|v| v.is_finite()).fold(None, |b, v| match b {
-        Some(b) if !goal.better(v, b) => Some(b),
-        _ => Some(v),
-    })
-}
-
 fn sampler(settings: &SweepSettings, seed: u64) -> std::result::Result<Box<dyn Sampler>, TuneError> {
     let space = settings.search_space.clone();
     Ok(match settings.sampling {
@@ -285,7 +277,7 @@ impl Orchestrator {
             "trial": step.component_label,
             "command": plan.trial.command.value,
             "search_space": plan.settings.search_space.parameters.iter().map(|p| {
-                let (d, args) = describe_distribution(&p.distribution);
+                let (d, args) = p.distribution.describe();
                 (p.name.clone(), serde_json::json!({"type": d, "arguments": args}))
             }).collect::<serde_json::Map<_, _>>(),
         })
@@ -550,7 +542,7 @@ impl Orchestrator {
                 let Some(t) = trials.iter_mut().find(|t| t.record.name == job) else { continue };
                 let reason = format!(
                     "stopped early by the {} policy after {} reports of {}",
-                    policy_name(&policy.policy),
+                    policy.policy.name(),
                     t.curve.len(),
                     settings.objective.primary_metric
                 );
@@ -579,7 +571,7 @@ impl Orchestrator {
                     assignment: t.values.clone(),
                     // What a trial reported counts even when it failed later (a trial
                     // timeout, a crash after the last epoch): the values were measured.
-                    value: best_value(goal, &t.curve),
+                    value: goal.best(&t.curve),
                 })
                 .collect();
             let pending: Vec<Assignment> =
@@ -713,7 +705,7 @@ impl Orchestrator {
             let best = trials
                 .iter()
                 .filter(|t| t.status == JobStatus::Completed)
-                .filter_map(|t| best_value(goal, &t.curve).map(|v| (t, v)))
+                .filter_map(|t| goal.best(&t.curve).map(|v| (t, v)))
                 .fold(None::<(&Trial, f64)>, |b, (t, v)| match b {
                     Some((_, bv)) if !goal.better(v, bv) => b,
                     _ => Some((t, v)),
@@ -851,7 +843,7 @@ impl Orchestrator {
                 .parameters
                 .iter()
                 .map(|p| {
-                    let (distribution, arguments) = describe_distribution(&p.distribution);
+                    let (distribution, arguments) = p.distribution.describe();
                     SweepParameter { name: p.name.clone(), distribution: distribution.into(), arguments }
                 })
                 .collect(),
@@ -863,7 +855,7 @@ impl Orchestrator {
                 .map(|t| SweepTrial {
                     index: t.index,
                     status: t.status,
-                    metric: best_value(goal, &t.curve),
+                    metric: goal.best(&t.curve),
                     reports: t.curve.len(),
                     early_terminated: t.early_terminated,
                     failure: t.record.failure.clone(),
@@ -932,45 +924,8 @@ fn step_sweep_plan(
     Ok(SweepPlan { trial, settings, inputs })
 }
 
-fn policy_name(p: &kiln_tune::early::Policy) -> &'static str {
-    match p {
-        kiln_tune::early::Policy::Bandit { .. } => "bandit",
-        kiln_tune::early::Policy::MedianStopping => "median stopping",
-        kiln_tune::early::Policy::TruncationSelection { .. } => "truncation selection",
-    }
-}
-
-fn describe_distribution(d: &kiln_tune::Distribution) -> (&'static str, serde_json::Value) {
-    use kiln_tune::Distribution as D;
-    use serde_json::json;
-    match d {
-        D::Choice { values } => ("choice", json!({ "values": values })),
-        D::Randint { upper } => ("randint", json!({ "upper": upper })),
-        D::Uniform { min, max } => ("uniform", json!({ "min_value": min, "max_value": max })),
-        D::LogUniform { min, max } => ("loguniform", json!({ "min_value": min, "max_value": max })),
-        D::QUniform { min, max, q } => ("quniform", json!({ "min_value": min, "max_value": max, "q": q })),
-        D::QLogUniform { min, max, q } => ("qloguniform", json!({ "min_value": min, "max_value": max, "q": q })),
-        D::Normal { mu, sigma } => ("normal", json!({ "mu": mu, "sigma": sigma })),
-        D::LogNormal { mu, sigma } => ("lognormal", json!({ "mu": mu, "sigma": sigma })),
-        D::QNormal { mu, sigma, q } => ("qnormal", json!({ "mu": mu, "sigma": sigma, "q": q })),
-        D::QLogNormal { mu, sigma, q } => ("qlognormal", json!({ "mu": mu, "sigma": sigma, "q": q })),
-    }
-}
-
 /// A seed for a sweep that names none (kept in its document, so a restart draws the same
 /// values; small enough to copy into a spec's `seed:` to draw them again).
 fn rand_seed() -> u64 {
     uuid::Uuid::new_v4().as_u64_pair().0 >> 32
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn best_value_follows_the_goal_and_skips_nan() {
-        assert_eq!(best_value(Goal::Maximize, &[0.1, f64::NAN, 0.7, 0.3]), Some(0.7));
-        assert_eq!(best_value(Goal::Minimize, &[0.1, f64::NAN, 0.7, 0.3]), Some(0.1));
-        assert_eq!(best_value(Goal::Minimize, &[]), None);
-    }
 }

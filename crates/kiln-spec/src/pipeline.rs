@@ -330,7 +330,7 @@ pub fn command_component(src: &Source, node: &Node, inline: bool) -> Result<Comm
 
 /// What a command component shares with an inline command step: what it runs and how. The
 /// ports and the component's identity are the caller's to fill in.
-fn command_body(src: &Source, m: &MapReader) -> Result<CommandComponent> {
+pub(crate) fn command_body(src: &Source, m: &MapReader) -> Result<CommandComponent> {
     let command_node = m.req("command")?;
     Ok(CommandComponent {
         name: None,

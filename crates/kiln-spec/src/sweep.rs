@@ -9,7 +9,7 @@ use kiln_tune::early::{EarlyTermination, Policy, Slack};
 use kiln_tune::{Distribution, Goal, Parameter, SearchSpace};
 
 use crate::bind;
-use crate::job::{self, CommandJob, Located};
+use crate::job::{self, CommandJob};
 use crate::read::{MapReader, Result, Source, describe, scalar_text};
 use crate::yaml::{Kind, Node, Pos, Resolved};
 
@@ -106,10 +106,9 @@ pub fn sweep_job(src: &Source, root: &Node) -> Result<SweepJob> {
     let outputs = job::job_outputs(src, &m)?;
     let experiment_name = m.str("experiment_name")?;
     let t = m.map("trial")?.ok_or_else(|| src.error(root.pos, "trial", "missing required field 'trial'"))?;
-    let command_node = t.req("command")?;
-    let command = Located { value: scalar_text(src, command_node, &t.field("command"))?, pos: command_node.pos };
-    let code =
-        t.get("code").map(|n| Ok(Located { value: scalar_text(src, n, &t.field("code"))?, pos: n.pos })).transpose()?;
+    // The trial's body is what a command component runs (its `limits.timeout` gives way to
+    // the sweep's `trial_timeout`).
+    let body = crate::pipeline::command_body(src, &t)?;
     let trial = CommandJob {
         name: None,
         display_name: None,
@@ -117,16 +116,16 @@ pub fn sweep_job(src: &Source, root: &Node) -> Result<SweepJob> {
         description: None,
         tags: BTreeMap::new(),
         properties: BTreeMap::new(),
-        command,
-        code,
-        environment: job::environment(src, &t)?,
-        environment_variables: t.string_map("environment_variables")?,
+        command: body.command,
+        code: body.code,
+        environment: body.environment,
+        environment_variables: body.environment_variables,
         inputs,
         outputs,
         compute: m.str("compute")?,
-        distribution: job::distribution(src, &t)?,
-        resources: job::resources(&t)?,
-        timeout_s: sweep.limits.trial_timeout_s,
+        distribution: body.distribution,
+        resources: body.resources,
+        timeout_s: sweep.limits.trial_timeout_s.or(body.timeout_s),
         parent_job_name: None,
     };
     t.accept(&["type", "$schema"]);

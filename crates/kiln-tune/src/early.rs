@@ -25,6 +25,17 @@ pub enum Policy {
     TruncationSelection { percentage: u32, exclude_finished: bool },
 }
 
+impl Policy {
+    /// As messages name it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Policy::Bandit { .. } => "bandit",
+            Policy::MedianStopping => "median stopping",
+            Policy::TruncationSelection { .. } => "truncation selection",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Slack {
     Factor(f64),

@@ -40,6 +40,14 @@ impl Goal {
     pub fn better(self, a: f64, b: f64) -> bool {
         self.loss(a) < self.loss(b)
     }
+
+    /// The best of `values` (the first of equals), ignoring values that are not finite.
+    pub fn best(self, values: &[f64]) -> Option<f64> {
+        values.iter().copied().filter(|v| v.is_finite()).fold(None, |b, v| match b {
+            Some(b) if !self.better(v, b) => Some(b),
+            _ => Some(v),
+        })
+    }
 }
 
 /// A finished trial: its values and its primary metric (`None`: it reported none, failed or

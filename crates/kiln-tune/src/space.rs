@@ -165,6 +165,28 @@ impl Distribution {
         }
     }
 
+    /// Its spec name (`uniform`, `choice`, …) and its parameters as the spec names them
+    /// (`min_value`, `values`, `mu`, …).
+    pub fn describe(&self) -> (&'static str, Value) {
+        use serde_json::json;
+        match self {
+            Distribution::Choice { values } => ("choice", json!({ "values": values })),
+            Distribution::Randint { upper } => ("randint", json!({ "upper": upper })),
+            Distribution::Uniform { min, max } => ("uniform", json!({ "min_value": min, "max_value": max })),
+            Distribution::LogUniform { min, max } => ("loguniform", json!({ "min_value": min, "max_value": max })),
+            Distribution::QUniform { min, max, q } => {
+                ("quniform", json!({ "min_value": min, "max_value": max, "q": q }))
+            }
+            Distribution::QLogUniform { min, max, q } => {
+                ("qloguniform", json!({ "min_value": min, "max_value": max, "q": q }))
+            }
+            Distribution::Normal { mu, sigma } => ("normal", json!({ "mu": mu, "sigma": sigma })),
+            Distribution::LogNormal { mu, sigma } => ("lognormal", json!({ "mu": mu, "sigma": sigma })),
+            Distribution::QNormal { mu, sigma, q } => ("qnormal", json!({ "mu": mu, "sigma": sigma, "q": q })),
+            Distribution::QLogNormal { mu, sigma, q } => ("qlognormal", json!({ "mu": mu, "sigma": sigma, "q": q })),
+        }
+    }
+
     /// Whether its values are picked among a list (the samplers treat those as categories).
     pub fn categories(&self) -> Option<usize> {
         match self {

@@ -213,3 +213,10 @@ fn values_render_as_python_writes_them() {
     assert_eq!(render(&json!(true)), "True");
     assert_eq!(render(&json!("adam")), "adam");
 }
+
+#[test]
+fn the_best_value_follows_the_goal_and_skips_nan() {
+    assert_eq!(Goal::Maximize.best(&[0.1, f64::NAN, 0.7, 0.3]), Some(0.7));
+    assert_eq!(Goal::Minimize.best(&[0.1, f64::NAN, 0.7, 0.3]), Some(0.1));
+    assert_eq!(Goal::Minimize.best(&[]), None);
+}

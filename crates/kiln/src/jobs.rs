@@ -156,24 +156,33 @@ pub async fn stream(client: &Client, name: &str) -> Result<Job> {
                 out.write_all(&chunk)?;
             }
             out.flush()?;
-            eprintln!();
-            eprintln!("Execution Summary");
-            eprintln!("=================");
-            eprintln!("RunId: {name}");
-            eprintln!("Status: {}", job.status);
-            if job.status != "Completed" {
-                let why = job.failure.clone().unwrap_or_default();
-                bail!(
-                    "job {name} {}{}",
-                    job.status.to_lowercase(),
-                    if why.is_empty() { String::new() } else { format!(": {why}") }
-                );
-            }
-            return Ok(job);
+            return summary("job", job, None);
         }
         // The stream ended early (the server restarted): pick up where it stopped.
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
+}
+
+/// The end of a stream, as the Azure ML CLI prints it; an error when the job did not complete.
+fn summary(kind: &str, job: Job, extra: Option<String>) -> Result<Job> {
+    let name = &job.name;
+    eprintln!();
+    eprintln!("Execution Summary");
+    eprintln!("=================");
+    eprintln!("RunId: {name}");
+    eprintln!("Status: {}", job.status);
+    if let Some(extra) = extra {
+        eprintln!("{extra}");
+    }
+    if job.status != "Completed" {
+        let why = job.failure.clone().unwrap_or_default();
+        bail!(
+            "{kind} {name} {}{}",
+            job.status.to_lowercase(),
+            if why.is_empty() { String::new() } else { format!(": {why}") }
+        );
+    }
+    Ok(job)
 }
 
 /// Follows a pipeline: each step's status as it changes, and each step's log (lines prefixed
@@ -213,15 +222,7 @@ async fn stream_pipeline(client: &Client, name: &str) -> Result<Job> {
         }
         out.flush()?;
         if matches!(job.status.as_str(), "Completed" | "Failed" | "Canceled") {
-            eprintln!();
-            eprintln!("Execution Summary");
-            eprintln!("=================");
-            eprintln!("RunId: {name}");
-            eprintln!("Status: {}", job.status);
-            if job.status != "Completed" {
-                bail!("pipeline {name} {}: {}", job.status.to_lowercase(), job.failure.clone().unwrap_or_default());
-            }
-            return Ok(job);
+            return summary("pipeline", job, None);
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
@@ -266,18 +267,11 @@ async fn stream_sweep(client: &Client, name: &str) -> Result<Job> {
             seen.insert(t.job.clone(), status);
         }
         if matches!(job.status.as_str(), "Completed" | "Failed" | "Canceled") {
-            eprintln!();
-            eprintln!("Execution Summary");
-            eprintln!("=================");
-            eprintln!("RunId: {name}");
-            eprintln!("Status: {}", job.status);
-            if let (Some(best), Some(m)) = (&sweep.best_trial, sweep.best_metric) {
-                eprintln!("Best trial: {best} ({} = {m})", sweep.primary_metric);
-            }
-            if job.status != "Completed" {
-                bail!("sweep {name} {}: {}", job.status.to_lowercase(), job.failure.clone().unwrap_or_default());
-            }
-            return Ok(job);
+            let best = match (&sweep.best_trial, sweep.best_metric) {
+                (Some(best), Some(m)) => Some(format!("Best trial: {best} ({} = {m})", sweep.primary_metric)),
+                _ => None,
+            };
+            return summary("sweep", job, best);
         }
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
