@@ -157,15 +157,15 @@ pub fn command_job(src: &Source, root: &Node) -> Result<CommandJob> {
     let resources = resources(&m)?;
     let timeout_s = timeout(&m)?;
     let distribution = distribution(src, &m)?;
-    for (field, what) in [
-        ("identity", "data-access identity"),
-        ("services", "interactive services"),
-        ("queue_settings", "queue settings"),
-    ] {
-        if let Some(n) = m.get(field) {
-            src.warn(n.pos, field, format!("{what} do not apply to local compute (accepted, not used)"));
-        }
-    }
+    not_used_locally(
+        src,
+        &m,
+        &[
+            ("identity", "data-access identity do not apply to local compute"),
+            ("services", "interactive services do not apply to local compute"),
+            ("queue_settings", "queue settings do not apply to local compute"),
+        ],
+    );
     let job = CommandJob {
         name,
         display_name: m.str("display_name")?,
@@ -188,6 +188,16 @@ pub fn command_job(src: &Source, root: &Node) -> Result<CommandJob> {
     m.warn_unknown();
     check_bindings(src, &job, m.pos_of("environment_variables"))?;
     Ok(job)
+}
+
+/// Fields the format has that mean nothing on local compute: accepted, each with a warning
+/// saying why.
+pub(crate) fn not_used_locally(src: &Source, m: &MapReader, fields: &[(&str, &str)]) {
+    for (field, why) in fields {
+        if let Some(n) = m.get(field) {
+            src.warn(n.pos, &m.field(field), format!("{why} (accepted, not used)"));
+        }
+    }
 }
 
 /// `name:` of a job (of any kind), checked.

@@ -603,11 +603,7 @@ pub fn pipeline_job(src: &Source, root: &Node) -> Result<PipelineJob> {
         }
     };
     let jobs = steps(src, &m)?;
-    for (field, what) in [("identity", "data-access identity")] {
-        if let Some(n) = m.get(field) {
-            src.warn(n.pos, field, format!("{what} does not apply to local compute (accepted, not used)"));
-        }
-    }
+    job::not_used_locally(src, &m, &[("identity", "data-access identity does not apply to local compute")]);
     let p = PipelineJob {
         name,
         display_name: m.str("display_name")?,

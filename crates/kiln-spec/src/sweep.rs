@@ -130,15 +130,15 @@ pub fn sweep_job(src: &Source, root: &Node) -> Result<SweepJob> {
     };
     t.accept(&["type", "$schema"]);
     t.warn_unknown();
-    for (field, what) in [
-        ("identity", "a data-access identity does not apply to local compute"),
-        ("queue_settings", "queue settings do not apply to local compute"),
-        ("resources", "sweep-level resources are not used: trials take the trial's 'resources'"),
-    ] {
-        if let Some(n) = m.get(field) {
-            src.warn(n.pos, field, format!("{what} (accepted, not used)"));
-        }
-    }
+    job::not_used_locally(
+        src,
+        &m,
+        &[
+            ("identity", "a data-access identity does not apply to local compute"),
+            ("queue_settings", "queue settings do not apply to local compute"),
+            ("resources", "sweep-level resources are not used: trials take the trial's 'resources'"),
+        ],
+    );
     let job = SweepJob {
         name,
         display_name: m.str("display_name")?,
