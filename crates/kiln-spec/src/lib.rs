@@ -7,6 +7,7 @@
 
 pub mod bind;
 pub mod conda;
+pub mod endpoint;
 pub mod graph;
 pub mod job;
 pub mod pipeline;
@@ -88,6 +89,19 @@ pub fn command_job_from_str(
     let src = read::Source::new(file);
     let job = job::command_job(&src, &root)?;
     Ok((job, src.take_warnings()))
+}
+
+/// Reads a spec of one kind (`endpoint::online_endpoint`, …) from its text, with overrides.
+pub fn read_str<T>(
+    file: &str,
+    text: &str,
+    overrides: &[String],
+    read: fn(&read::Source, &Node) -> Result<T, SpecError>,
+) -> Result<(T, Vec<Diagnostic>), SpecError> {
+    let root = parse_with_overrides(file, text, overrides)?;
+    let src = read::Source::new(file);
+    let spec = read(&src, &root)?;
+    Ok((spec, src.take_warnings()))
 }
 
 /// A job spec of any kind Kiln runs.

@@ -19,6 +19,7 @@ pub mod model;
 pub mod query;
 mod registry;
 pub use registry::{NewModelVersion, STAGES};
+mod endpoints;
 mod runs;
 mod schedules;
 mod sql;
@@ -88,6 +89,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 2, name: "jobs", sql: include_str!("../migrations/0002_jobs.sql") },
     Migration { version: 3, name: "pipelines", sql: include_str!("../migrations/0003_pipelines.sql") },
     Migration { version: 4, name: "schedules", sql: include_str!("../migrations/0004_schedules.sql") },
+    Migration { version: 5, name: "endpoints", sql: include_str!("../migrations/0005_endpoints.sql") },
 ];
 
 impl Store {

@@ -310,3 +310,27 @@ pub struct ScheduleFire {
     pub message: Option<String>,
     pub recorded_at: i64,
 }
+
+/// An online or batch endpoint: its settings as a JSON document. Times are epoch ms.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndpointRecord {
+    pub name: String,
+    /// `online` or `batch`.
+    pub kind: String,
+    pub document: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A deployment of an endpoint: its resolved settings and its provisioning state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeploymentRecord {
+    pub endpoint: String,
+    pub name: String,
+    pub document: String,
+    pub state: String,
+    /// Why it failed, when it did.
+    pub message: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}

@@ -1,0 +1,3 @@
+//! Model serving.
+pub mod onnx;
+pub mod protocol;
