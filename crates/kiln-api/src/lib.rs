@@ -529,3 +529,149 @@ pub struct ScheduleFire {
 pub struct SchedulePage {
     pub schedules: Vec<Schedule>,
 }
+
+/// A spec sent to create an endpoint or a deployment: its YAML text, the file name errors
+/// should name, and `--set path=value` overrides.
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone, Default)]
+pub struct EndpointSpec {
+    pub spec: String,
+    pub source: Option<String>,
+    #[serde(default)]
+    pub overrides: Vec<String>,
+}
+
+/// `online-endpoint update`: a new spec, and/or a traffic split or mirror.
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone, Default)]
+pub struct OnlineEndpointUpdate {
+    pub spec: Option<String>,
+    pub source: Option<String>,
+    #[serde(default)]
+    pub overrides: Vec<String>,
+    /// Deployment → percent of live traffic (adds up to 100, or 0).
+    pub traffic: Option<BTreeMap<String, u32>>,
+    /// One deployment → percent of requests copied to it.
+    pub mirror_traffic: Option<BTreeMap<String, u32>>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct OnlineEndpoint {
+    pub name: String,
+    pub auth_mode: String,
+    pub description: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    pub traffic: BTreeMap<String, u32>,
+    pub mirror_traffic: BTreeMap<String, u32>,
+    pub scoring_uri: String,
+    pub provisioning_state: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct OnlineEndpointList {
+    pub endpoints: Vec<OnlineEndpoint>,
+}
+
+/// The keys of a `key` endpoint, or a token of an `aml_token` one (the original service's
+/// field names).
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone, Default)]
+pub struct EndpointCredentials {
+    #[serde(rename = "primaryKey", skip_serializing_if = "Option::is_none")]
+    pub primary_key: Option<String>,
+    #[serde(rename = "secondaryKey", skip_serializing_if = "Option::is_none")]
+    pub secondary_key: Option<String>,
+    #[serde(rename = "accessToken", skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<String>,
+    #[serde(rename = "tokenType", skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<String>,
+    /// Epoch seconds.
+    #[serde(rename = "expiryTimeUtc", skip_serializing_if = "Option::is_none")]
+    pub expiry_time_utc: Option<i64>,
+    #[serde(rename = "refreshAfterTimeUtc", skip_serializing_if = "Option::is_none")]
+    pub refresh_after_time_utc: Option<i64>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct RegenerateKeys {
+    /// `primary` or `secondary`.
+    pub key_type: String,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone, Default)]
+pub struct OnlineDeploymentCreate {
+    pub spec: String,
+    pub source: Option<String>,
+    #[serde(default)]
+    pub overrides: Vec<String>,
+    /// Once ready, the deployment takes all of the endpoint's traffic.
+    #[serde(default)]
+    pub all_traffic: bool,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct DeploymentModel {
+    /// As the spec names it (`azureml:iris:1`), or `inline`.
+    pub label: String,
+    pub name: Option<String>,
+    pub version: Option<String>,
+    pub uri: String,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct RequestSettings {
+    pub request_timeout_ms: u64,
+    pub max_concurrent_requests_per_instance: u64,
+    pub max_queue_wait_ms: u64,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct Probe {
+    pub initial_delay: u64,
+    pub period: u64,
+    pub timeout: u64,
+    pub success_threshold: u64,
+    pub failure_threshold: u64,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct TensorSpec {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub dtype: String,
+    /// `null` for a dimension the model leaves open (the batch).
+    pub shape: Vec<Option<usize>>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct OnlineDeployment {
+    pub name: String,
+    pub endpoint_name: String,
+    pub description: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    pub model: Option<DeploymentModel>,
+    pub scoring_script: Option<String>,
+    pub environment: Option<String>,
+    /// `onnx`, `mlflow` or `scoring_script`.
+    pub runtime: String,
+    pub instance_count: u64,
+    pub ready_instances: u64,
+    pub request_settings: RequestSettings,
+    pub liveness_probe: Probe,
+    pub readiness_probe: Probe,
+    /// `Creating`, `Updating`, `Succeeded` or `Failed`.
+    pub provisioning_state: String,
+    pub message: Option<String>,
+    pub inputs: Vec<TensorSpec>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct OnlineDeploymentList {
+    pub deployments: Vec<OnlineDeployment>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct DeploymentLogs {
+    pub content: String,
+}

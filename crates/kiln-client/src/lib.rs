@@ -285,6 +285,100 @@ impl Client {
         self.answer(self.http.delete(&url)).await?;
         Ok(())
     }
+
+    pub async fn create_online_endpoint(&self, spec: &EndpointSpec) -> Result<OnlineEndpoint> {
+        self.send(reqwest::Method::POST, "/online-endpoints", Some(spec)).await
+    }
+
+    pub async fn online_endpoint(&self, name: &str) -> Result<OnlineEndpoint> {
+        self.get(&format!("/online-endpoints/{}", encode(name)), vec![]).await
+    }
+
+    pub async fn online_endpoints(&self) -> Result<OnlineEndpointList> {
+        self.get("/online-endpoints", vec![]).await
+    }
+
+    pub async fn update_online_endpoint(&self, name: &str, update: &OnlineEndpointUpdate) -> Result<OnlineEndpoint> {
+        self.send(reqwest::Method::PATCH, &format!("/online-endpoints/{}", encode(name)), Some(update)).await
+    }
+
+    pub async fn delete_online_endpoint(&self, name: &str) -> Result<()> {
+        let url = format!("{}/api/v1/online-endpoints/{}", self.base, encode(name));
+        self.answer(self.http.delete(&url)).await?;
+        Ok(())
+    }
+
+    pub async fn endpoint_credentials(&self, name: &str) -> Result<EndpointCredentials> {
+        self.get(&format!("/online-endpoints/{}/credentials", encode(name)), vec![]).await
+    }
+
+    pub async fn regenerate_endpoint_key(&self, name: &str, key_type: &str) -> Result<()> {
+        let url = format!("{}/api/v1/online-endpoints/{}/regenerate-keys", self.base, encode(name));
+        self.answer(self.http.post(&url).json(&RegenerateKeys { key_type: key_type.to_string() })).await?;
+        Ok(())
+    }
+
+    pub async fn create_online_deployment(
+        &self,
+        endpoint: &str,
+        req: &OnlineDeploymentCreate,
+    ) -> Result<OnlineDeployment> {
+        self.send(reqwest::Method::POST, &format!("/online-endpoints/{}/deployments", encode(endpoint)), Some(req))
+            .await
+    }
+
+    pub async fn update_online_deployment(
+        &self,
+        endpoint: &str,
+        name: &str,
+        req: &OnlineDeploymentCreate,
+    ) -> Result<OnlineDeployment> {
+        let path = format!("/online-endpoints/{}/deployments/{}", encode(endpoint), encode(name));
+        self.send(reqwest::Method::PUT, &path, Some(req)).await
+    }
+
+    pub async fn online_deployment(&self, endpoint: &str, name: &str) -> Result<OnlineDeployment> {
+        self.get(&format!("/online-endpoints/{}/deployments/{}", encode(endpoint), encode(name)), vec![]).await
+    }
+
+    pub async fn online_deployments(&self, endpoint: &str) -> Result<OnlineDeploymentList> {
+        self.get(&format!("/online-endpoints/{}/deployments", encode(endpoint)), vec![]).await
+    }
+
+    pub async fn delete_online_deployment(&self, endpoint: &str, name: &str) -> Result<()> {
+        let url = format!("{}/api/v1/online-endpoints/{}/deployments/{}", self.base, encode(endpoint), encode(name));
+        self.answer(self.http.delete(&url)).await?;
+        Ok(())
+    }
+
+    pub async fn deployment_logs(&self, endpoint: &str, name: &str, lines: usize) -> Result<DeploymentLogs> {
+        let path = format!("/online-endpoints/{}/deployments/{}/logs", encode(endpoint), encode(name));
+        self.get(&path, vec![("lines", Some(lines.to_string()))]).await
+    }
+
+    /// Sends a scoring request to an endpoint's scoring URI; the answer's status and body
+    /// are returned as they are (an error status is the model's answer, not a failure here).
+    pub async fn score(
+        &self,
+        scoring_uri: &str,
+        credential: Option<&str>,
+        deployment: Option<&str>,
+        body: Vec<u8>,
+    ) -> Result<(u16, String)> {
+        let mut req = self.http.post(scoring_uri).header("content-type", "application/json").body(body);
+        if let Some(c) = credential {
+            req = req.bearer_auth(c);
+        }
+        if let Some(d) = deployment {
+            req = req.header("azureml-model-deployment", d);
+        }
+        let response =
+            req.send().await.map_err(|source| ClientError::Unreachable { url: self.base.clone(), source })?;
+        let status = response.status().as_u16();
+        let text =
+            response.text().await.map_err(|source| ClientError::Unreachable { url: self.base.clone(), source })?;
+        Ok((status, text))
+    }
 }
 
 fn api_error(status: reqwest::StatusCode, body: &[u8]) -> ClientError {

@@ -304,9 +304,10 @@ impl Orchestrator {
         Ok(())
     }
 
-    /// A model reference as a job input names it (`azureml:name:version`, `name@latest`, …):
-    /// the artifact-store folder of the version's files. `None` when it does not look like one.
-    pub(crate) async fn model_reference(&self, reference: &str) -> Result<Option<String>> {
+    /// A model reference (`azureml:name:version`, `name@latest`, …): the version and where its
+    /// files are in the artifact store (a file, or a folder). `None` when it does not look
+    /// like one.
+    pub async fn model_files(&self, reference: &str) -> Result<Option<(ModelAsset, ArtifactPath)>> {
         let Some(kiln_spec::reference::AssetRef { name, version }) =
             kiln_spec::reference::asset_reference(reference, false)
         else {
@@ -320,6 +321,13 @@ impl Orchestrator {
                 model.version
             ))
         })?;
+        Ok(Some((model, path)))
+    }
+
+    /// A model reference as a job input names it (`azureml:name:version`, `name@latest`, …):
+    /// the artifact-store folder of the version's files. `None` when it does not look like one.
+    pub(crate) async fn model_reference(&self, reference: &str) -> Result<Option<String>> {
+        let Some((_, path)) = self.model_files(reference).await? else { return Ok(None) };
         // A model that is one file is given to the job as the folder holding it, as a
         // deployment's AZUREML_MODEL_DIR holds it.
         let is_file = self.inner.blobs.size(&path).await.map_err(|e| ServiceError::internal(e.to_string()))?.is_some();

@@ -6,6 +6,7 @@
 
 mod artifacts;
 mod assets;
+mod endpoints;
 mod error;
 mod fields;
 mod jobs;
@@ -25,6 +26,7 @@ use axum::routing::get;
 use kiln_blobs::ArtifactStore;
 use kiln_orchestrator::{Orchestrator, OrchestratorConfig};
 use kiln_registry::Registry;
+use kiln_serving::{Serving, ServingConfig};
 use kiln_store::Store;
 use kiln_tracking::Tracking;
 
@@ -39,6 +41,7 @@ pub struct AppState {
     pub tracking: Tracking,
     pub registry: Registry,
     pub orchestrator: Orchestrator,
+    pub serving: Serving,
 }
 
 pub type Shared = Arc<AppState>;
@@ -92,7 +95,9 @@ pub async fn open(config: &WorkspaceConfig) -> Result<Shared, OpenError> {
             artifact_store: config.artifacts.clone(),
         },
     );
-    Ok(Arc::new(AppState { tracking, registry, orchestrator }))
+    let serving =
+        Serving::new(tracking.clone(), orchestrator.clone(), ServingConfig { data_dir: config.data_dir.clone() });
+    Ok(Arc::new(AppState { tracking, registry, orchestrator, serving }))
 }
 
 async fn resolve_identity(mut req: Request, next: Next) -> Response {
@@ -143,11 +148,19 @@ pub fn router(state: Shared) -> Router {
         .nest("/ajax-api/3.0/mlflow", v3)
         .nest("/api/2.0/mlflow-artifacts", proxy.clone())
         .nest("/ajax-api/2.0/mlflow-artifacts", proxy)
-        .nest("/api/v1", native::routes().merge(jobs::routes()).merge(assets::routes()).merge(schedules::routes()))
+        .nest(
+            "/api/v1",
+            native::routes()
+                .merge(jobs::routes())
+                .merge(assets::routes())
+                .merge(schedules::routes())
+                .merge(endpoints::routes()),
+        )
         // JSON bodies are read whole; artifacts stream and are not limited by this.
         .layer(DefaultBodyLimit::max(64 * 1024 * 1024));
     Router::new()
         .merge(api)
+        .merge(endpoints::data_plane())
         .route("/health", get(|| async { "OK" }))
         .route("/version", get(|| async { MLFLOW_COMPAT_VERSION }))
         .fallback(not_found)

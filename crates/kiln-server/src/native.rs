@@ -142,6 +142,7 @@ async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     doc.merge(crate::jobs::JobsDoc::openapi());
     doc.merge(crate::assets::AssetsDoc::openapi());
     doc.merge(crate::schedules::SchedulesDoc::openapi());
+    doc.merge(crate::endpoints::EndpointsDoc::openapi());
     Json(doc)
 }
 

@@ -25,7 +25,7 @@ pub struct TensorSpec {
 }
 
 impl TensorSpec {
-    fn shape_text(&self) -> String {
+    pub fn shape_text(&self) -> String {
         let dims: Vec<String> = self.shape.iter().map(|d| d.map_or("N".to_string(), |d| d.to_string())).collect();
         format!("[{}]", dims.join(", "))
     }
@@ -174,7 +174,7 @@ impl OnnxModel {
                     let mut value = matrix;
                     if spec.shape.len() == 1 && columns.len() == 1 {
                         value = Value::Array(match value {
-                            Value::Array(rows) => rows.into_iter().map(|r| first(r)).collect(),
+                            Value::Array(rows) => rows.into_iter().map(first).collect(),
                             other => vec![other],
                         });
                     }

@@ -251,6 +251,20 @@ pub fn check_mirror(mirror: &BTreeMap<String, u32>) -> std::result::Result<(), S
     Ok(())
 }
 
+/// Parses `blue=90 green=10` (also with commas), as `--traffic` is written.
+pub fn parse_traffic(text: &str) -> std::result::Result<BTreeMap<String, u32>, String> {
+    let mut out = BTreeMap::new();
+    for part in text.split([' ', ',']).filter(|p| !p.is_empty()) {
+        let (name, pct) = part.split_once('=').ok_or_else(|| format!("'{part}': expected deployment=percent"))?;
+        let pct: u32 = pct.trim().parse().map_err(|_| format!("'{part}': the percent must be a whole number"))?;
+        if pct > 100 {
+            return Err(format!("'{part}': a percent is at most 100"));
+        }
+        out.insert(name.trim().to_string(), pct);
+    }
+    Ok(out)
+}
+
 pub fn online_endpoint(src: &Source, root: &Node) -> Result<OnlineEndpoint> {
     let m = MapReader::new(src, root, "")?;
     let name = checked_name(src, &m, "name", "endpoint")?;
@@ -732,6 +746,18 @@ settings:
             batch_deployment,
         );
         assert!(r.unwrap_err().to_string().contains("settings.output_file_name: 'a/b' is not a file name"));
+    }
+
+    #[test]
+    fn traffic_flags_parse() {
+        assert_eq!(
+            parse_traffic("blue=90 green=10").unwrap(),
+            BTreeMap::from([("blue".into(), 90), ("green".into(), 10)])
+        );
+        assert_eq!(parse_traffic("blue=100,green=0").unwrap().len(), 2);
+        assert!(parse_traffic("blue").unwrap_err().contains("expected deployment=percent"));
+        assert!(parse_traffic("blue=x").is_err());
+        assert!(parse_traffic("blue=101").is_err());
     }
 
     #[test]

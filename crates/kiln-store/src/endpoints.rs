@@ -77,7 +77,7 @@ impl Store {
     pub async fn put_deployment(&self, d: &DeploymentRecord) -> Result<bool> {
         let mut tx = self.writer.begin().await?;
         let mut update = Sql::new(self.dialect, "UPDATE deployments SET document = ");
-        update.bind(&d.document).push(", state = ").bind(&d.state).push(", message = ").bind(&d.message);
+        update.bind(&d.document).push(", state = ").bind(&d.state).push(", message = ").bind(d.message.clone());
         update.push(", updated_at = ").bind(d.updated_at);
         update.push(" WHERE endpoint = ").bind(&d.endpoint).push(" AND name = ").bind(&d.name);
         if update.execute(&mut *tx).await? > 0 {
@@ -86,7 +86,7 @@ impl Store {
         }
         let mut insert = Sql::new(self.dialect, &format!("INSERT INTO deployments ({DEPLOYMENT_COLUMNS}) VALUES ("));
         insert.bind(&d.endpoint).push(", ").bind(&d.name).push(", ").bind(&d.document).push(", ").bind(&d.state);
-        insert.push(", ").bind(&d.message).push(", ").bind(d.created_at).push(", ").bind(d.updated_at).push(")");
+        insert.push(", ").bind(d.message.clone()).push(", ").bind(d.created_at).push(", ").bind(d.updated_at).push(")");
         insert.execute(&mut *tx).await.map_err(unique_as_exists(|| format!("deployment '{}'", d.name)))?;
         tx.commit().await?;
         Ok(true)
@@ -102,7 +102,7 @@ impl Store {
         updated_at: i64,
     ) -> Result<bool> {
         let mut sql = Sql::new(self.dialect, "UPDATE deployments SET state = ");
-        sql.bind(state).push(", message = ").bind(message).push(", updated_at = ").bind(updated_at);
+        sql.bind(state).push(", message = ").bind(message.map(str::to_string)).push(", updated_at = ").bind(updated_at);
         sql.push(" WHERE endpoint = ").bind(endpoint).push(" AND name = ").bind(name);
         Ok(sql.execute(&self.writer).await? > 0)
     }

@@ -164,7 +164,7 @@ pub async fn create_environment(client: &Client, a: EnvironmentCreateArgs) -> Re
 
 /// A local file or folder becomes `cas:<id>/<its name>`: the version keeps the name, as
 /// `AZUREML_MODEL_DIR/<name>` does in a deployment.
-async fn upload_model_path(client: &Client, base: &Path, path: &str) -> Result<String> {
+pub(crate) async fn upload_model_path(client: &Client, base: &Path, path: &str) -> Result<String> {
     let is_uri =
         path.contains("://") || ["cas:", "runs:/", "blob:", "mlflow-artifacts:"].iter().any(|p| path.starts_with(p));
     if is_uri {

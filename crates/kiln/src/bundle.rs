@@ -22,7 +22,7 @@ pub(crate) fn text(value: &str) -> Node {
     Node::scalar(value, false, Pos::default())
 }
 
-fn scalar(node: &Node) -> Option<&str> {
+pub(crate) fn scalar(node: &Node) -> Option<&str> {
     match &node.kind {
         Kind::Scalar { text, .. } if !node.is_null() => Some(text.as_str()),
         _ => None,
@@ -38,7 +38,7 @@ pub(crate) fn entry_mut<'n>(node: &'n mut Node, key: &str) -> Option<&'n mut Nod
 
 /// A path in a spec that names something on this machine (not a URL, a `cas:` snapshot, an
 /// `azureml:` reference, a binding or a `name:version` asset).
-fn local_path(base: &Path, written: &str) -> Option<PathBuf> {
+pub(crate) fn local_path(base: &Path, written: &str) -> Option<PathBuf> {
     if written.contains("://")
         || written.contains("${{")
         || written.starts_with("azureml:")
@@ -104,6 +104,11 @@ impl Bundler<'_> {
             *code = text(&upload::uri(self.client, &dir).await?);
         }
         self.inputs(node, base, label, field).await?;
+        Self::environment(node, base, label, field)
+    }
+
+    /// An inline environment's `conda_file` path becomes the conda spec written inline.
+    pub fn environment(node: &mut Node, base: &Path, label: &str, field: &str) -> Result<()> {
         if let Some(env) = entry_mut(node, "environment")
             && let Some(conda) = entry_mut(env, "conda_file")
             && let Some(written) = scalar(conda).map(str::to_string)

@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use kiln_client::Client;
 
 use crate::output::{self, Format};
-use crate::{assets, jobs, schedules, up};
+use crate::{assets, endpoints, jobs, schedules, up};
 
 #[derive(Parser, Debug)]
 #[command(name = "kiln", version, about = "Kiln: a machine-learning workspace in one binary")]
@@ -53,6 +53,12 @@ pub enum Command {
     /// Schedules that submit a job on a cron or recurrence trigger.
     #[command(subcommand, alias = "schedules")]
     Schedule(ScheduleCmd),
+    /// Online endpoints: a scoring URI, keys, and a traffic split over deployments.
+    #[command(subcommand)]
+    OnlineEndpoint(OnlineEndpointCmd),
+    /// Deployments of online endpoints: a model (and optionally a scoring script) served.
+    #[command(subcommand)]
+    OnlineDeployment(OnlineDeploymentCmd),
     /// Benchmarks of Kiln's own parts, for the scripts in `benches/`.
     #[command(subcommand, hide = true)]
     Bench(BenchCmd),
@@ -280,6 +286,141 @@ pub enum BenchCmd {
         /// Also time suggestions at this many trials (0: not).
         #[arg(long, default_value_t = 200)]
         timing_at: usize,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OnlineEndpointCmd {
+    /// Create an endpoint from its YAML file.
+    Create {
+        #[arg(long, short = 'f')]
+        file: PathBuf,
+        #[arg(long, short = 'n')]
+        name: Option<String>,
+        /// `key` or `aml_token`.
+        #[arg(long)]
+        auth_mode: Option<String>,
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        set: Vec<String>,
+    },
+    Show {
+        #[arg(long, short = 'n')]
+        name: String,
+    },
+    List,
+    /// Change an endpoint: its YAML (-f), its traffic split, its mirror traffic.
+    Update {
+        #[arg(long, short = 'n')]
+        name: Option<String>,
+        #[arg(long, short = 'f')]
+        file: Option<PathBuf>,
+        /// `"blue=90 green=10"`: percents of live traffic, adding up to 100.
+        #[arg(long, short = 'r')]
+        traffic: Option<String>,
+        /// `"green=10"`: the share of requests copied to one deployment (answers dropped).
+        #[arg(long)]
+        mirror_traffic: Option<String>,
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        set: Vec<String>,
+    },
+    /// Delete an endpoint and its deployments.
+    Delete {
+        #[arg(long, short = 'n')]
+        name: String,
+        /// Do not ask (nothing is asked here; accepted for scripts written for az ml).
+        #[arg(long, short = 'y')]
+        yes: bool,
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Send a request file to the endpoint's scoring URI and print the answer.
+    Invoke {
+        #[arg(long, short = 'n')]
+        name: String,
+        #[arg(long, short = 'r')]
+        request_file: PathBuf,
+        /// Score with this deployment, whatever the traffic split says.
+        #[arg(long, short = 'd')]
+        deployment_name: Option<String>,
+    },
+    /// The endpoint's keys (key auth) or a fresh token (aml_token auth).
+    GetCredentials {
+        #[arg(long, short = 'n')]
+        name: String,
+    },
+    /// Replace the primary or secondary key; the other keeps working.
+    RegenerateKeys {
+        #[arg(long, short = 'n')]
+        name: String,
+        #[arg(long, default_value = "primary")]
+        key_type: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OnlineDeploymentCmd {
+    /// Create a deployment from its YAML file; waits until it serves (or failed).
+    Create {
+        #[arg(long, short = 'f')]
+        file: PathBuf,
+        #[arg(long, short = 'n')]
+        name: Option<String>,
+        #[arg(long, short = 'e')]
+        endpoint_name: Option<String>,
+        /// Once ready, send all of the endpoint's traffic to it.
+        #[arg(long)]
+        all_traffic: bool,
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        set: Vec<String>,
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Update a deployment (a new YAML file, or `--set instance_count=2`); the running one
+    /// serves until the new one is ready.
+    Update {
+        #[arg(long, short = 'f')]
+        file: Option<PathBuf>,
+        #[arg(long, short = 'n')]
+        name: Option<String>,
+        #[arg(long, short = 'e')]
+        endpoint_name: Option<String>,
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        set: Vec<String>,
+        #[arg(long)]
+        no_wait: bool,
+    },
+    Show {
+        #[arg(long, short = 'n')]
+        name: String,
+        #[arg(long, short = 'e')]
+        endpoint_name: String,
+    },
+    List {
+        #[arg(long, short = 'e')]
+        endpoint_name: String,
+    },
+    /// Delete a deployment (it must get no traffic).
+    Delete {
+        #[arg(long, short = 'n')]
+        name: String,
+        #[arg(long, short = 'e')]
+        endpoint_name: String,
+        #[arg(long, short = 'y')]
+        yes: bool,
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Print a deployment's log.
+    GetLogs {
+        #[arg(long, short = 'n')]
+        name: String,
+        #[arg(long, short = 'e')]
+        endpoint_name: String,
+        #[arg(long, short = 'l', default_value_t = 5000)]
+        lines: usize,
+        /// `inference-server` or `storage-initializer` (one log here; accepted).
+        #[arg(long, short = 'c')]
+        container: Option<String>,
     },
 }
 
@@ -523,6 +664,8 @@ pub async fn run(args: Args) -> Result<()> {
             asset_command(&client, "environments", cmd, create, items, output::environments, format).await
         }
         Command::Schedule(cmd) => schedule(&client, cmd, format).await,
+        Command::OnlineEndpoint(cmd) => endpoints::endpoint(&client, cmd, format).await,
+        Command::OnlineDeployment(cmd) => endpoints::deployment(&client, cmd, format).await,
         Command::Compute(ComputeCmd::Create { file, name, kind, max_instances, .. }) => {
             jobs::create_compute(&client, file, name, kind, max_instances, format).await
         }

@@ -4,6 +4,7 @@ mod assets;
 mod bench;
 mod bundle;
 mod cli;
+mod endpoints;
 mod jobs;
 mod output;
 mod schedules;

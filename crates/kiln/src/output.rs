@@ -647,3 +647,138 @@ pub fn schedule(s: &Schedule, format: Format) -> Result<()> {
     }
     Ok(())
 }
+
+/// Prints a value as JSON or YAML (a table has no shape for it).
+pub fn structured_value<T: Serialize>(value: &T, format: Format) -> Result<()> {
+    if !structured(value, format)? {
+        println!("{}", serde_json::to_string_pretty(value)?);
+    }
+    Ok(())
+}
+
+fn percents(map: &std::collections::BTreeMap<String, u32>) -> String {
+    if map.is_empty() {
+        return "-".into();
+    }
+    map.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+}
+
+pub fn online_endpoints(items: &[kiln_api::OnlineEndpoint], format: Format) -> Result<()> {
+    if structured(&items, format)? {
+        return Ok(());
+    }
+    table(
+        &["NAME", "AUTH", "TRAFFIC", "MIRROR", "SCORING URI"],
+        items
+            .iter()
+            .map(|e| {
+                vec![
+                    e.name.clone(),
+                    e.auth_mode.clone(),
+                    percents(&e.traffic),
+                    percents(&e.mirror_traffic),
+                    e.scoring_uri.clone(),
+                ]
+            })
+            .collect(),
+    );
+    Ok(())
+}
+
+pub fn online_endpoint(e: &kiln_api::OnlineEndpoint, format: Format) -> Result<()> {
+    if structured(e, format)? {
+        return Ok(());
+    }
+    let mut rows = vec![
+        ("name", e.name.clone()),
+        ("auth_mode", e.auth_mode.clone()),
+        ("scoring_uri", e.scoring_uri.clone()),
+        ("traffic", percents(&e.traffic)),
+        ("mirror_traffic", percents(&e.mirror_traffic)),
+        ("state", e.provisioning_state.clone()),
+        ("created", time(Some(e.created_at))),
+    ];
+    if let Some(d) = &e.description {
+        rows.push(("description", d.clone()));
+    }
+    for (k, v) in &e.tags {
+        rows.push(("tag", format!("{k}={v}")));
+    }
+    for (k, v) in rows {
+        println!("{k:<15} {v}");
+    }
+    Ok(())
+}
+
+fn deployment_model(d: &kiln_api::OnlineDeployment) -> String {
+    match &d.model {
+        Some(m) => match (&m.name, &m.version) {
+            (Some(n), Some(v)) => format!("{n}:{v}"),
+            _ => m.label.clone(),
+        },
+        None => "-".into(),
+    }
+}
+
+pub fn online_deployments(items: &[kiln_api::OnlineDeployment], format: Format) -> Result<()> {
+    if structured(&items, format)? {
+        return Ok(());
+    }
+    table(
+        &["NAME", "STATE", "RUNTIME", "MODEL", "INSTANCES", "UPDATED"],
+        items
+            .iter()
+            .map(|d| {
+                vec![
+                    d.name.clone(),
+                    d.provisioning_state.clone(),
+                    d.runtime.clone(),
+                    deployment_model(d),
+                    format!("{}/{}", d.ready_instances, d.instance_count),
+                    time(Some(d.updated_at)),
+                ]
+            })
+            .collect(),
+    );
+    Ok(())
+}
+
+pub fn online_deployment(d: &kiln_api::OnlineDeployment, format: Format) -> Result<()> {
+    if structured(d, format)? {
+        return Ok(());
+    }
+    let s = &d.request_settings;
+    let mut rows = vec![
+        ("name", d.name.clone()),
+        ("endpoint", d.endpoint_name.clone()),
+        ("state", d.provisioning_state.clone()),
+        ("runtime", d.runtime.clone()),
+        ("model", deployment_model(d)),
+        ("instances", format!("{} ready of {}", d.ready_instances, d.instance_count)),
+        (
+            "requests",
+            format!(
+                "timeout {} ms, {} at once per instance, queue {} ms",
+                s.request_timeout_ms, s.max_concurrent_requests_per_instance, s.max_queue_wait_ms
+            ),
+        ),
+    ];
+    if let Some(script) = &d.scoring_script {
+        rows.push(("scoring_script", script.clone()));
+    }
+    if let Some(env) = &d.environment {
+        rows.push(("environment", env.clone()));
+    }
+    for i in &d.inputs {
+        let dims: Vec<String> = i.shape.iter().map(|x| x.map_or("N".to_string(), |x| x.to_string())).collect();
+        rows.push(("input", format!("{} {} [{}]", i.name, i.dtype, dims.join(", "))));
+    }
+    if let Some(m) = &d.message {
+        rows.push(("message", m.clone()));
+    }
+    rows.push(("updated", time(Some(d.updated_at))));
+    for (k, v) in rows {
+        println!("{k:<15} {v}");
+    }
+    Ok(())
+}

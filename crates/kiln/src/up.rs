@@ -39,6 +39,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
         _ => format!("http://{job_host}:{}", addr.port()),
     };
     state.orchestrator.start(&job_url).await.context("cannot start the job scheduler")?;
+    state.serving.start().await.context("cannot restore the online endpoints")?;
     // One parseable line on stdout, so scripts and tests learn the port (with --port 0).
     println!("Kiln listening on http://{addr}");
     tracing::info!(
