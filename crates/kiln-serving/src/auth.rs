@@ -71,6 +71,9 @@ pub fn token(keys: &Keys, endpoint: &str, expiry: i64) -> String {
 /// The credential of an `Authorization` header value (`Bearer x`, or the bare value).
 pub fn bearer(header: Option<&str>) -> Option<&str> {
     let h = header?.trim();
+    if h.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
     let v = match h.split_once(' ') {
         Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
         _ => h,
