@@ -94,7 +94,12 @@ fn decode_json(body: &[u8]) -> Result<Payload, ScoringError> {
     let data = object.remove(field).unwrap_or(Value::Null);
     match field {
         "dataframe_split" => split_frame(data),
-        "dataframe_records" => records_frame(data),
+        // Records are read again in their written key order: pandas takes the columns in the
+        // order of the first record, and a single-input model takes the columns in that order.
+        "dataframe_records" => match serde_json::from_slice::<OrderedRecords>(body) {
+            Ok(r) => records_frame(r.dataframe_records),
+            Err(_) => Err(ScoringError::bad_request("dataframe_records: expected a list of records ({column: value})")),
+        },
         _ => tensors(field, data),
     }
 }
@@ -155,24 +160,75 @@ fn check_widths(columns: &[String], rows: &[Vec<Value>], field: &str) -> Result<
     Ok(())
 }
 
-fn records_frame(data: Value) -> Result<Payload, ScoringError> {
-    let Value::Array(records) = data else {
-        return Err(ScoringError::bad_request("dataframe_records: expected a list of records ({column: value})"));
-    };
+/// `{"dataframe_records": [...]}` with each record's keys in the order written.
+#[derive(serde::Deserialize)]
+struct OrderedRecords {
+    dataframe_records: Vec<Record>,
+}
+
+/// A record, or something else (refused with its index).
+enum Record {
+    Pairs(Vec<(String, Value)>),
+    Other,
+}
+
+impl<'de> serde::Deserialize<'de> for Record {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Record, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Record;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a record")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Record, A::Error> {
+                let mut pairs = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, Value>()? {
+                    pairs.push((k, v));
+                }
+                Ok(Record::Pairs(pairs))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Record, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Record::Other)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Record, E> {
+                Ok(Record::Other)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Record, E> {
+                Ok(Record::Other)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Record, E> {
+                Ok(Record::Other)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Record, E> {
+                Ok(Record::Other)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Record, E> {
+                Ok(Record::Other)
+            }
+            fn visit_unit<E>(self) -> Result<Record, E> {
+                Ok(Record::Other)
+            }
+        }
+        d.deserialize_any(Visit)
+    }
+}
+
+fn records_frame(records: Vec<Record>) -> Result<Payload, ScoringError> {
     let mut columns: Vec<String> = Vec::new();
     let mut maps: Vec<Map<String, Value>> = Vec::with_capacity(records.len());
     for (i, r) in records.into_iter().enumerate() {
-        let Value::Object(map) = r else {
+        let Record::Pairs(pairs) = r else {
             return Err(ScoringError::bad_request(format!(
                 "dataframe_records[{i}]: expected a record ({{column: value}})"
             )));
         };
-        for k in map.keys() {
+        for (k, _) in &pairs {
             if !columns.contains(k) {
                 columns.push(k.clone());
             }
         }
-        maps.push(map);
+        maps.push(pairs.into_iter().collect());
     }
     // Columns a record leaves out are missing values, as pandas reads them.
     let rows =
@@ -280,7 +336,13 @@ mod tests {
             }
         );
         let records = json_payload(json!({"dataframe_records": [{"a": 1, "b": 2}, {"b": 4, "a": 3}]})).unwrap();
-        assert_eq!(records, split, "records in any key order make the same table");
+        assert_eq!(records, split, "later records may write their keys in any order");
+        let written = decode(None, br#"{"dataframe_records": [{"z": 1, "a": 2}]}"#).unwrap();
+        assert_eq!(
+            written,
+            Payload::Frame { columns: vec!["z".into(), "a".into()], rows: vec![vec![json!(1), json!(2)]] },
+            "columns keep the first record's order"
+        );
         assert_eq!(json_payload(json!({"inputs": [[1, 2]]})).unwrap(), Payload::Tensor(json!([[1, 2]])));
         assert_eq!(
             json_payload(json!({"instances": [[1, 2]], "params": {}})).unwrap(),

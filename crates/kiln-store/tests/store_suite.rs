@@ -567,3 +567,59 @@ async fn schedules_fire_once_per_claim_and_keep_their_record() {
         assert!(s.schedule_fires("nightly", 10).await.unwrap().is_empty());
     }
 }
+
+#[tokio::test]
+async fn endpoints_and_deployments_are_kept_and_deleted_together() {
+    for b in backends().await {
+        let s = &b.store;
+        let ep = EndpointRecord {
+            name: "iris-ep".into(),
+            kind: "online".into(),
+            document: "{\"a\":1}".into(),
+            created_at: 1,
+            updated_at: 1,
+        };
+        s.insert_endpoint(&ep).await.unwrap();
+        assert!(matches!(s.insert_endpoint(&ep).await, Err(StoreError::AlreadyExists(_))), "{}", b.name);
+        let batch = EndpointRecord { name: "scorer".into(), kind: "batch".into(), ..ep.clone() };
+        s.insert_endpoint(&batch).await.unwrap();
+        assert_eq!(s.list_endpoints(Some("online")).await.unwrap(), vec![ep.clone()]);
+        assert_eq!(s.list_endpoints(None).await.unwrap().len(), 2);
+        assert!(s.update_endpoint("iris-ep", "{\"a\":2}", 5).await.unwrap());
+        assert!(!s.update_endpoint("nope", "{}", 5).await.unwrap());
+        let got = s.get_endpoint("iris-ep").await.unwrap().unwrap();
+        assert_eq!((got.document.as_str(), got.updated_at, got.created_at), ("{\"a\":2}", 5, 1));
+
+        let mut blue = DeploymentRecord {
+            endpoint: "iris-ep".into(),
+            name: "blue".into(),
+            document: "{}".into(),
+            state: "Creating".into(),
+            message: None,
+            created_at: 2,
+            updated_at: 2,
+        };
+        assert!(s.put_deployment(&blue).await.unwrap(), "new");
+        blue.document = "{\"r\":2}".into();
+        blue.state = "Updating".into();
+        assert!(!s.put_deployment(&blue).await.unwrap(), "replaced");
+        assert!(s.set_deployment_state("iris-ep", "blue", "Failed", Some("bad model"), 9).await.unwrap());
+        let got = s.get_deployment("iris-ep", "blue").await.unwrap().unwrap();
+        assert_eq!(
+            (got.state.as_str(), got.message.as_deref(), got.document.as_str()),
+            ("Failed", Some("bad model"), "{\"r\":2}")
+        );
+        let green = DeploymentRecord { name: "green".into(), ..blue.clone() };
+        s.put_deployment(&green).await.unwrap();
+        let names: Vec<String> =
+            s.list_deployments(Some("iris-ep")).await.unwrap().into_iter().map(|d| d.name).collect();
+        assert_eq!(names, ["blue", "green"]);
+        assert!(s.delete_deployment("iris-ep", "green").await.unwrap());
+        assert!(!s.delete_deployment("iris-ep", "green").await.unwrap());
+
+        assert!(s.delete_endpoint("iris-ep").await.unwrap());
+        assert!(s.get_endpoint("iris-ep").await.unwrap().is_none());
+        assert!(s.list_deployments(Some("iris-ep")).await.unwrap().is_empty(), "deployments go with their endpoint");
+        assert!(!s.delete_endpoint("iris-ep").await.unwrap());
+    }
+}

@@ -1,0 +1,308 @@
+"""Online endpoints for real: Azure ML v2 endpoint and deployment YAML through `kiln`, requests to
+the scoring URI over HTTP, ONNX models from scikit-learn (tests/fixtures/onnx, made by
+generate.py there) served natively."""
+
+import json
+import os
+import subprocess
+import threading
+import time
+
+import pytest
+import requests
+
+from conftest import KILN_BIN, KilnServer, wait_until
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures", "onnx")
+EXPECTED = json.load(open(os.path.join(FIXTURES, "expected.json")))
+PROBE = EXPECTED["probe"]
+
+
+@pytest.fixture
+def server(tmp_path):
+    s = KilnServer(tmp_path / "data").start()
+    yield s
+    s.stop()
+
+
+def kiln(server, *args, timeout=60):
+    return subprocess.run([KILN_BIN, "--url", server.url, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def ok(server, *args):
+    out = kiln(server, *args)
+    assert out.returncode == 0, out.stderr
+    return out
+
+
+def write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def copy_model(tmp_path, name):
+    dest = tmp_path / "models" / f"{name}.onnx"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(open(os.path.join(FIXTURES, f"{name}.onnx"), "rb").read())
+    return dest
+
+
+def endpoint(server, tmp_path, name="iris-ep", auth_mode="key"):
+    spec = write(
+        tmp_path / f"{name}.yml",
+        f"$schema: https://azuremlschemas.azureedge.net/latest/managedOnlineEndpoint.schema.json\n"
+        f"name: {name}\nauth_mode: {auth_mode}\ndescription: iris classifier\n",
+    )
+    return json.loads(ok(server, "-o", "json", "online-endpoint", "create", "-f", str(spec)).stdout)
+
+
+def deploy(server, tmp_path, name, model_line, endpoint_name="iris-ep", *flags, extra=""):
+    spec = write(
+        tmp_path / f"{endpoint_name}-{name}.yml",
+        f"$schema: https://azuremlschemas.azureedge.net/latest/managedOnlineDeployment.schema.json\n"
+        f"name: {name}\nendpoint_name: {endpoint_name}\n{model_line}\n"
+        f"instance_type: Standard_DS3_v2\ninstance_count: 1\n{extra}",
+    )
+    return json.loads(ok(server, "-o", "json", "online-deployment", "create", "-f", str(spec), *flags).stdout)
+
+
+def keys(server, name="iris-ep"):
+    return json.loads(ok(server, "-o", "json", "online-endpoint", "get-credentials", "-n", name).stdout)
+
+
+def score(uri, key, body, **headers):
+    h = {"Authorization": f"Bearer {key}", **headers}
+    return requests.post(uri, json=body, headers=h, timeout=30)
+
+
+def test_registered_onnx_model_is_served_natively_and_restored_after_a_restart(tmp_path):
+    data = tmp_path / "data"
+    server = KilnServer(data).start()
+    try:
+        model_file = copy_model(tmp_path, "iris_logreg")
+        ok(server, "model", "create", "--name", "iris-onnx", "--path", str(model_file))
+        ep = endpoint(server, tmp_path)
+        assert ep["scoring_uri"] == f"{server.url}/endpoints/iris-ep/score"
+        dep = deploy(server, tmp_path, "blue", "model: azureml:iris-onnx:1", "iris-ep", "--all-traffic")
+        assert dep["provisioning_state"] == "Succeeded"
+        assert dep["runtime"] == "onnx"
+        assert dep["model"]["name"] == "iris-onnx" and dep["model"]["version"] == "1"
+        assert dep["inputs"] == [{"name": "X", "type": "float32", "shape": [None, 4]}]
+        shown = json.loads(ok(server, "-o", "json", "online-endpoint", "show", "-n", "iris-ep").stdout)
+        assert shown["traffic"] == {"blue": 100}
+
+        k = keys(server)["primaryKey"]
+        r = score(ep["scoring_uri"], k, {"inputs": PROBE})
+        assert r.status_code == 200, r.text
+        assert r.headers["azureml-model-deployment"] == "blue"
+        assert r.json()["predictions"]["label"] == EXPECTED["iris_logreg"]["label"]
+        probs = r.json()["predictions"]["probabilities"]
+        for row, want in zip(probs, EXPECTED["iris_logreg"]["probabilities"]):
+            assert row == pytest.approx(want, abs=1e-5)
+        # Every request form of MLflow's scoring protocol.
+        cols = ["sl", "sw", "pl", "pw"]
+        split = score(ep["scoring_uri"], k, {"dataframe_split": {"columns": cols, "data": PROBE}}).json()
+        assert [rec["label"] for rec in split["predictions"]] == [0, 1, 2]
+        records = [dict(zip(cols, row)) for row in PROBE]
+        assert score(ep["scoring_uri"], k, {"dataframe_records": records}).json() == split
+        assert score(ep["scoring_uri"], k, {"instances": PROBE}).json()["predictions"]["label"] == [0, 1, 2]
+        csv = "sl,sw,pl,pw\n" + "\n".join(",".join(map(str, row)) for row in PROBE) + "\n"
+        r = requests.post(ep["scoring_uri"], data=csv, headers={"Authorization": f"Bearer {k}", "Content-Type": "text/csv"})
+        assert [rec["label"] for rec in r.json()["predictions"]] == [0, 1, 2]
+
+        # The CLI's invoke uses the endpoint's key.
+        req = write(tmp_path / "sample-request.json", json.dumps({"inputs": PROBE[:1]}))
+        out = ok(server, "online-endpoint", "invoke", "-n", "iris-ep", "--request-file", str(req))
+        assert json.loads(out.stdout)["predictions"]["label"] == [0]
+        logs = ok(server, "online-deployment", "get-logs", "-e", "iris-ep", "-n", "blue", "--lines", "10").stdout
+        assert "is serving" in logs
+
+        server.kill9()
+        server = KilnServer(data).start()
+        wait_until(lambda: score(f"{server.url}/endpoints/iris-ep/score", k, {"inputs": PROBE}).status_code == 200, timeout=20)
+        r = score(f"{server.url}/endpoints/iris-ep/score", k, {"inputs": PROBE})
+        assert r.json()["predictions"]["label"] == [0, 1, 2], "the deployment and its key came back"
+    finally:
+        server.stop()
+
+
+def test_bad_requests_get_400_415_401_and_404_that_say_why(server, tmp_path):
+    ep = endpoint(server, tmp_path)
+    deploy(server, tmp_path, "blue", f"model:\n  path: {copy_model(tmp_path, 'iris_logreg')}", "iris-ep", "--all-traffic")
+    uri, k = ep["scoring_uri"], keys(server)["primaryKey"]
+    for body, expect in [
+        ({"data": [[1, 2, 3, 4]]}, "exactly one of the input fields"),
+        ({"inputs": [[1, 2, 3]]}, "input 'X' expects shape [N, 4] of float32, got [1, 3]"),
+        ({"inputs": [[1, 2, "a", 4]]}, "value 2 is the string \"a\""),
+        ({"inputs": [[1, 2, 3, 4], [1]]}, "ragged"),
+        ({"inputs": {"Y": [[1, 2, 3, 4]]}}, "the model has no input 'Y'"),
+    ]:
+        r = score(uri, k, body)
+        assert r.status_code == 400, (body, r.text)
+        assert r.json()["error_code"] == "BAD_REQUEST"
+        assert expect in r.json()["message"], r.json()
+    r = requests.post(uri, data="{not json", headers={"Authorization": f"Bearer {k}", "Content-Type": "application/json"})
+    assert r.status_code == 400 and "Failed to parse input as JSON" in r.json()["message"]
+    r = requests.post(uri, data="<x/>", headers={"Authorization": f"Bearer {k}", "Content-Type": "application/xml"})
+    assert r.status_code == 415
+    r = requests.post(uri, json={"inputs": PROBE})
+    assert r.status_code == 401 and r.json()["error_code"] == "UNAUTHENTICATED"
+    assert score(uri, "wrong", {"inputs": PROBE}).status_code == 401
+    r = score(uri, k, {"inputs": PROBE}, **{"azureml-model-deployment": "nope"})
+    assert r.status_code == 404 and "no deployment 'nope'" in r.json()["message"]
+    r = score(f"{server.url}/endpoints/none-such/score", k, {"inputs": PROBE})
+    assert r.status_code == 404
+    # The server is fine after all that.
+    assert score(uri, k, {"inputs": PROBE}).status_code == 200
+
+
+def test_spec_errors_name_the_file_line_and_field(server, tmp_path):
+    bad = write(tmp_path / "ep.yml", "name: iris-ep\nauth_mode: aad_token\n")
+    out = kiln(server, "online-endpoint", "create", "-f", str(bad))
+    assert out.returncode != 0
+    assert f"{bad}:2:12: auth_mode: aad_token needs Microsoft Entra ID" in out.stderr
+    endpoint(server, tmp_path)
+    dep = write(tmp_path / "d.yml", "name: blue\nendpoint_name: iris-ep\nmodel: azureml:iris:1\ninstance_count: 0\n")
+    out = kiln(server, "online-deployment", "create", "-f", str(dep))
+    assert out.returncode != 0 and f"{dep}:4:17: instance_count: expected at least 1, found 0" in out.stderr
+    missing = write(tmp_path / "m.yml", "name: blue\nendpoint_name: iris-ep\nmodel: azureml:nope:1\n")
+    out = kiln(server, "online-deployment", "create", "-f", str(missing))
+    assert out.returncode != 0 and "nope" in out.stderr
+    out = kiln(server, "online-endpoint", "update", "-n", "iris-ep", "--traffic", "blue=100")
+    assert out.returncode != 0 and "'blue', which this endpoint does not have" in out.stderr
+    # The API refuses a bad spec with a 400 that says where.
+    r = server.api("POST", "/api/v1/online-endpoints", json={"spec": "name: x\n", "source": "api.yml"})
+    assert r.status_code == 400 and "api.yml:1:7: name: 'x' is not a valid endpoint name" in r.json()["message"]
+
+
+def test_blue_green_split_mirror_and_the_deployment_header(server, tmp_path):
+    ep = endpoint(server, tmp_path)
+    deploy(server, tmp_path, "blue", f"model:\n  path: {copy_model(tmp_path, 'iris_logreg')}", "iris-ep", "--all-traffic")
+    deploy(server, tmp_path, "green", f"model:\n  path: {copy_model(tmp_path, 'iris_tree')}")
+    ok(server, "online-endpoint", "update", "-n", "iris-ep", "--traffic", "blue=90 green=10")
+    uri, k = ep["scoring_uri"], keys(server)["primaryKey"]
+    counts = {"blue": 0, "green": 0}
+    session = requests.Session()
+    n = 1000
+    for _ in range(n):
+        r = session.post(uri, json={"inputs": PROBE[:1]}, headers={"Authorization": f"Bearer {k}"})
+        assert r.status_code == 200
+        counts[r.headers["azureml-model-deployment"]] += 1
+    # 10% of 1000 is 100 with a standard deviation of about 9.5: six of them either way.
+    assert 43 <= counts["green"] <= 157, counts
+    assert counts["blue"] + counts["green"] == n
+
+    # The header picks a deployment whatever the split says.
+    r = score(uri, k, {"inputs": PROBE}, **{"azureml-model-deployment": "green"})
+    assert r.headers["azureml-model-deployment"] == "green"
+
+    # Mirror: all live traffic to blue, half of it copied to green, whose answers are dropped.
+    ok(server, "online-endpoint", "update", "-n", "iris-ep", "--traffic", "blue=100", "--mirror-traffic", "green=50")
+    shown = json.loads(ok(server, "-o", "json", "online-endpoint", "show", "-n", "iris-ep").stdout)
+    assert shown["traffic"] == {"blue": 100} and shown["mirror_traffic"] == {"green": 50}
+    for _ in range(200):
+        r = session.post(uri, json={"inputs": PROBE[:1]}, headers={"Authorization": f"Bearer {k}"})
+        assert r.headers["azureml-model-deployment"] == "blue"
+
+    def mirrored():
+        for line in requests.get(f"{server.url}/metrics").text.splitlines():
+            if line.startswith('kiln_endpoint_mirrored_requests_total{endpoint="iris-ep",deployment="green"}'):
+                return float(line.split()[-1])
+        return 0.0
+
+    wait_until(lambda: mirrored() >= 60, timeout=10)
+    assert mirrored() <= 140, "about half of 200 requests were copied"
+    metrics = requests.get(f"{server.url}/metrics").text
+    assert 'kiln_endpoint_request_duration_seconds_count{endpoint="iris-ep",deployment="blue"}' in metrics
+
+    out = kiln(server, "online-endpoint", "update", "-n", "iris-ep", "--traffic", "green=100", "--mirror-traffic", "green=10")
+    assert out.returncode != 0 and "cannot also get mirror traffic" in out.stderr
+    out = kiln(server, "online-deployment", "delete", "-e", "iris-ep", "-n", "blue", "--yes")
+    assert out.returncode != 0 and "still gets traffic" in out.stderr
+    ok(server, "online-endpoint", "update", "-n", "iris-ep", "--traffic", "green=100", "--mirror-traffic", "blue=0")
+    ok(server, "online-deployment", "delete", "-e", "iris-ep", "-n", "blue", "--yes")
+    listed = json.loads(ok(server, "-o", "json", "online-deployment", "list", "-e", "iris-ep").stdout)
+    assert [d["name"] for d in listed] == ["green"]
+    ok(server, "online-endpoint", "delete", "-n", "iris-ep", "--yes")
+    assert score(uri, k, {"inputs": PROBE}).status_code == 404
+
+
+def test_keys_rotate_and_tokens_expire_with_their_endpoint(server, tmp_path):
+    ep = endpoint(server, tmp_path)
+    deploy(server, tmp_path, "blue", f"model:\n  path: {copy_model(tmp_path, 'iris_tree')}", "iris-ep", "--all-traffic")
+    uri = ep["scoring_uri"]
+    old = keys(server)
+    assert score(uri, old["primaryKey"], {"inputs": PROBE}).status_code == 200
+    assert score(uri, old["secondaryKey"], {"inputs": PROBE}).status_code == 200
+    ok(server, "online-endpoint", "regenerate-keys", "-n", "iris-ep", "--key-type", "primary")
+    new = keys(server)
+    assert new["primaryKey"] != old["primaryKey"] and new["secondaryKey"] == old["secondaryKey"]
+    assert score(uri, old["primaryKey"], {"inputs": PROBE}).status_code == 401, "the old primary key is revoked"
+    assert score(uri, new["primaryKey"], {"inputs": PROBE}).status_code == 200
+    assert score(uri, old["secondaryKey"], {"inputs": PROBE}).status_code == 200, "the secondary key kept working"
+
+    tok_ep = endpoint(server, tmp_path, name="token-ep", auth_mode="aml_token")
+    deploy(server, tmp_path, "blue", f"model:\n  path: {copy_model(tmp_path, 'iris_tree')}", "token-ep", "--all-traffic")
+    creds = keys(server, "token-ep")
+    assert creds["tokenType"] == "Bearer" and creds["expiryTimeUtc"] > time.time()
+    assert score(tok_ep["scoring_uri"], creds["accessToken"], {"inputs": PROBE}).status_code == 200
+    # A key of another endpoint, or that endpoint's token, is not a token of this one.
+    assert score(tok_ep["scoring_uri"], new["primaryKey"], {"inputs": PROBE}).status_code == 401
+    forged = creds["accessToken"].rsplit(".", 1)[0] + ".00"
+    assert score(tok_ep["scoring_uri"], forged, {"inputs": PROBE}).status_code == 401
+    out = kiln(server, "online-endpoint", "regenerate-keys", "-n", "token-ep")
+    assert out.returncode != 0 and "keys are regenerated for key endpoints only" in out.stderr
+
+
+def test_a_rolling_update_drops_no_request(server, tmp_path):
+    ep = endpoint(server, tmp_path)
+    deploy(
+        server,
+        tmp_path,
+        "blue",
+        f"model:\n  path: {copy_model(tmp_path, 'iris_logreg')}",
+        "iris-ep",
+        "--all-traffic",
+        extra="request_settings:\n  max_concurrent_requests_per_instance: 4\n",
+    )
+    uri, k = ep["scoring_uri"], keys(server)["primaryKey"]
+    statuses, stop = [], threading.Event()
+
+    def hammer():
+        s = requests.Session()
+        while not stop.is_set():
+            statuses.append(s.post(uri, json={"inputs": PROBE}, headers={"Authorization": f"Bearer {k}"}).status_code)
+
+    threads = [threading.Thread(target=hammer) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(0.3)
+        tree = copy_model(tmp_path, "iris_tree")
+        spec = write(
+            tmp_path / "blue-v2.yml",
+            f"name: blue\nendpoint_name: iris-ep\nmodel:\n  path: {tree}\ninstance_count: 2\n"
+            "request_settings:\n  max_concurrent_requests_per_instance: 4\n",
+        )
+        updated = json.loads(ok(server, "-o", "json", "online-deployment", "update", "-f", str(spec)).stdout)
+        assert updated["instance_count"] == 2
+        time.sleep(0.3)
+        ok(server, "online-deployment", "update", "-n", "blue", "-e", "iris-ep", "--set", "instance_count=3")
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert len(statuses) > 50
+    assert set(statuses) == {200}, {s: statuses.count(s) for s in set(statuses)}
+    shown = json.loads(ok(server, "-o", "json", "online-deployment", "show", "-e", "iris-ep", "-n", "blue").stdout)
+    assert shown["instance_count"] == 3 and shown["provisioning_state"] == "Succeeded"
+    # A failed update keeps the previous revision serving and says why.
+    broken = write(tmp_path / "broken.onnx", "not a model")
+    spec = write(tmp_path / "blue-v3.yml", f"name: blue\nendpoint_name: iris-ep\nmodel:\n  path: {broken}\n")
+    out = kiln(server, "online-deployment", "update", "-f", str(spec))
+    assert out.returncode != 0 and "failed" in out.stderr
+    shown = json.loads(ok(server, "-o", "json", "online-deployment", "show", "-e", "iris-ep", "-n", "blue").stdout)
+    assert shown["provisioning_state"] == "Failed" and "previous revision keeps serving" in shown["message"]
+    assert score(uri, k, {"inputs": PROBE}).status_code == 200
