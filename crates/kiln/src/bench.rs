@@ -109,3 +109,84 @@ pub fn sampler(sampler_name: &str, trials: usize, seeds: u64, timing_at: usize) 
     }
     Ok(())
 }
+
+/// `kiln bench load`: `concurrency` workers, each on its own kept-alive connection, POST the
+/// same body back to back; after `warmup` seconds, every answer's latency is recorded for
+/// `duration` seconds. The same generator drives every peer in `benches/serving.py`.
+pub async fn load(
+    url: &str,
+    body_file: &std::path::Path,
+    headers: &[String],
+    concurrency: usize,
+    duration: f64,
+    warmup: f64,
+) -> Result<()> {
+    let body = bytes::Bytes::from(std::fs::read(body_file)?);
+    let mut header_map = reqwest::header::HeaderMap::new();
+    header_map.insert(reqwest::header::CONTENT_TYPE, "application/json".parse()?);
+    for h in headers {
+        let Some((name, value)) = h.split_once(':') else { bail!("--header '{h}': expected 'Name: value'") };
+        header_map.insert(reqwest::header::HeaderName::from_bytes(name.trim().as_bytes())?, value.trim().parse()?);
+    }
+    let start = Instant::now();
+    let measure_from = start + std::time::Duration::from_secs_f64(warmup);
+    let until = measure_from + std::time::Duration::from_secs_f64(duration);
+    let mut workers = Vec::new();
+    for _ in 0..concurrency.max(1) {
+        // One client per worker: one connection each, as separate clients would hold.
+        let client = reqwest::Client::builder().pool_max_idle_per_host(1).build()?;
+        let (url, body, headers) = (url.to_string(), body.clone(), header_map.clone());
+        workers.push(tokio::spawn(async move {
+            let mut latencies_us: Vec<u32> = Vec::new();
+            let mut errors = 0u64;
+            loop {
+                let sent = Instant::now();
+                if sent >= until {
+                    break;
+                }
+                let answer = client.post(&url).headers(headers.clone()).body(body.clone()).send().await;
+                let ok = match answer {
+                    Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                    Err(_) => false,
+                };
+                let done = Instant::now();
+                if sent >= measure_from && done <= until {
+                    if ok {
+                        latencies_us.push(done.duration_since(sent).as_micros().min(u32::MAX as u128) as u32);
+                    } else {
+                        errors += 1;
+                    }
+                }
+            }
+            (latencies_us, errors)
+        }));
+    }
+    let mut all: Vec<u32> = Vec::new();
+    let mut errors = 0;
+    for w in workers {
+        let (l, e) = w.await?;
+        all.extend(l);
+        errors += e;
+    }
+    all.sort_unstable();
+    let pct = |p: f64| -> f64 {
+        if all.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((all.len() as f64 - 1.0) * p).round() as usize;
+        all[i] as f64 / 1000.0
+    };
+    let line = serde_json::json!({
+        "requests": all.len(),
+        "errors": errors,
+        "seconds": duration,
+        "rps": all.len() as f64 / duration,
+        "p50_ms": pct(0.50),
+        "p90_ms": pct(0.90),
+        "p99_ms": pct(0.99),
+        "max_ms": all.last().map(|x| *x as f64 / 1000.0),
+        "concurrency": concurrency,
+    });
+    println!("{line}");
+    Ok(())
+}

@@ -287,6 +287,24 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 200)]
         timing_at: usize,
     },
+    /// HTTP load: `concurrency` connections POST one body for `duration` seconds; prints one
+    /// JSON line (requests, errors, requests per second, latency percentiles in ms).
+    Load {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        body_file: PathBuf,
+        /// `Name: value`, repeatable.
+        #[arg(long = "header")]
+        headers: Vec<String>,
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 5.0)]
+        duration: f64,
+        /// Seconds of load before measuring (connections open, caches warm).
+        #[arg(long, default_value_t = 1.0)]
+        warmup: f64,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -615,6 +633,9 @@ pub async fn run(args: Args) -> Result<()> {
         }
         Command::Bench(BenchCmd::Sampler { sampler, trials, seeds, timing_at }) => {
             return crate::bench::sampler(&sampler, trials, seeds, timing_at);
+        }
+        Command::Bench(BenchCmd::Load { url, body_file, headers, concurrency, duration, warmup }) => {
+            return crate::bench::load(&url, &body_file, &headers, concurrency, duration, warmup).await;
         }
         other => other,
     };
