@@ -251,8 +251,11 @@ def test_keys_rotate_and_tokens_expire_with_their_endpoint(server, tmp_path):
     assert score(tok_ep["scoring_uri"], new["primaryKey"], {"inputs": PROBE}).status_code == 401
     forged = creds["accessToken"].rsplit(".", 1)[0] + ".00"
     assert score(tok_ep["scoring_uri"], forged, {"inputs": PROBE}).status_code == 401
-    out = kiln(server, "online-endpoint", "regenerate-keys", "-n", "token-ep")
-    assert out.returncode != 0 and "keys are regenerated for key endpoints only" in out.stderr
+    # Regenerating a token endpoint's keys replaces its signing secret: old tokens stop working.
+    ok(server, "online-endpoint", "regenerate-keys", "-n", "token-ep")
+    assert score(tok_ep["scoring_uri"], creds["accessToken"], {"inputs": PROBE}).status_code == 401
+    fresh = keys(server, "token-ep")["accessToken"]
+    assert score(tok_ep["scoring_uri"], fresh, {"inputs": PROBE}).status_code == 200
 
 
 def test_a_rolling_update_drops_no_request(server, tmp_path):

@@ -267,8 +267,8 @@ async fn update_deployment(
     b: Result<Json<OnlineDeploymentCreate>, JsonRejection>,
 ) -> ApiResult<Json<OnlineDeployment>> {
     let mut b = body(b)?;
-    // The path names the deployment; the spec may leave it out.
-    b.overrides.insert(0, format!("name={dep}"));
+    // The path names the deployment, whatever the spec or its overrides say.
+    b.overrides.push(format!("name={dep}"));
     Ok(Json(deployment(s.serving.put_deployment(&name, deployment_request(b), true).await?)))
 }
 

@@ -271,6 +271,7 @@ impl Serving {
         if let Ok(mut live) = self.inner.live.write() {
             live.remove(name);
         }
+        self.inner.metrics.remove_endpoint(name);
         let _ = std::fs::remove_dir_all(self.inner.config.data_dir.join("endpoints").join(name));
         Ok(())
     }
@@ -291,21 +292,23 @@ impl Serving {
         })
     }
 
-    /// Replaces the primary or secondary key; the other keeps working.
+    /// Replaces the primary or secondary key (the other keeps working); for an `aml_token`
+    /// endpoint, the secret its tokens are signed with.
     pub async fn regenerate_key(&self, name: &str, key_type: &str) -> Result<()> {
         let _guard = self.inner.control.lock().await;
         let (r, mut doc) = self.endpoint_record(name).await?;
-        if doc.auth_mode != "key" {
-            return Err(ServiceError::invalid(format!(
-                "endpoint '{name}' uses {} authentication; keys are regenerated for key endpoints only",
-                doc.auth_mode
-            )));
-        }
-        match key_type.to_ascii_lowercase().as_str() {
-            "primary" => doc.keys.primary = auth::random_secret(),
-            "secondary" => doc.keys.secondary = auth::random_secret(),
-            other => {
-                return Err(ServiceError::invalid(format!("key_type: expected primary or secondary, found '{other}'")));
+        if doc.auth_mode == "aml_token" {
+            // A token endpoint has one signing secret: a new one revokes every token handed out.
+            doc.keys.token_secret = auth::random_secret();
+        } else {
+            match key_type.to_ascii_lowercase().as_str() {
+                "primary" => doc.keys.primary = auth::random_secret(),
+                "secondary" => doc.keys.secondary = auth::random_secret(),
+                other => {
+                    return Err(ServiceError::invalid(format!(
+                        "key_type: expected primary or secondary, found '{other}'"
+                    )));
+                }
             }
         }
         self.inner.tracking.store().update_endpoint(&r.name, &to_json(&doc), now_ms()).await?;
@@ -416,6 +419,7 @@ impl Serving {
         let s = d.request_settings;
         Ok(DeploymentDocument {
             revision,
+            generation: uuid::Uuid::new_v4().simple().to_string(),
             spec: sent.spec.clone(),
             source: sent.source.clone(),
             description: d.description.clone(),
@@ -444,13 +448,19 @@ impl Serving {
     /// An update without a spec changes the stored one with its overrides
     /// (`--set instance_count=2`).
     pub async fn put_deployment(&self, endpoint: &str, req: DeploymentCreate, update: bool) -> Result<DeploymentView> {
+        let _guard = self.inner.control.lock().await;
+        self.endpoint_record(endpoint).await?;
         let mut s = req.spec.clone();
         if s.spec.trim().is_empty() {
-            let name = s.overrides.iter().find_map(|o| o.strip_prefix("name=")).unwrap_or_default().to_string();
-            let stored = match self.inner.tracking.store().get_deployment(endpoint, &name).await? {
-                Some(r) if update => parse_doc::<DeploymentDocument>("deployment", &r.document)?,
-                _ => return Err(ServiceError::invalid("spec: the deployment's YAML is missing")),
-            };
+            if !update {
+                return Err(ServiceError::invalid("spec: the deployment's YAML is missing"));
+            }
+            let name = s.overrides.iter().rev().find_map(|o| o.strip_prefix("name=")).unwrap_or_default().to_string();
+            let stored =
+                self.inner.tracking.store().get_deployment(endpoint, &name).await?.ok_or_else(|| {
+                    ServiceError::not_found(format!("endpoint '{endpoint}' has no deployment '{name}'"))
+                })?;
+            let stored = parse_doc::<DeploymentDocument>("deployment", &stored.document)?;
             s.spec = stored.spec;
             s.source = stored.source;
         }
@@ -461,8 +471,6 @@ impl Serving {
                 d.endpoint_name
             )));
         }
-        let _guard = self.inner.control.lock().await;
-        self.endpoint_record(endpoint).await?;
         let store = self.inner.tracking.store();
         let existing = store.get_deployment(endpoint, &d.name).await?;
         let revision = match (&existing, update) {
@@ -506,19 +514,23 @@ impl Serving {
 
     /// Builds a deployment's runtime and puts it in service (or records why it failed).
     async fn provision(&self, endpoint: &str, name: &str, doc: DeploymentDocument, all_traffic: bool) {
-        let built = self.build_runtime(endpoint, name, &doc).await;
+        let built = self.build_runtime(&doc).await;
         let _guard = self.inner.control.lock().await;
         let store = self.inner.tracking.store();
         // A newer revision (or a delete) came in meanwhile: this one is out of date.
+        // Compared by generation, not revision: a deployment deleted and created again starts
+        // at revision 1 again, and a build of the deleted one must not come back.
         let current = match store.get_deployment(endpoint, name).await {
-            Ok(Some(r)) => parse_doc::<DeploymentDocument>("deployment", &r.document).map(|d| d.revision).ok(),
+            Ok(Some(r)) => parse_doc::<DeploymentDocument>("deployment", &r.document).map(|d| d.generation).ok(),
             _ => None,
         };
-        if current != Some(doc.revision) {
+        if current.as_deref() != Some(doc.generation.as_str()) {
             return;
         }
         match built {
-            Ok(rt) => {
+            Ok((runtime, loaded)) => {
+                self.log(endpoint, name, &loaded);
+                let rt = self.live_deployment(endpoint, name, &doc, runtime);
                 rt.metrics.ready_instances.set(doc.instance_count as i64);
                 if let Ok(mut map) = self.inner.runtimes.write() {
                     map.insert((endpoint.to_string(), name.to_string()), (doc.revision, Arc::new(rt)));
@@ -547,7 +559,8 @@ impl Serving {
         let _ = self.refresh(endpoint).await;
     }
 
-    async fn build_runtime(&self, endpoint: &str, name: &str, doc: &DeploymentDocument) -> Result<LiveDeployment> {
+    /// Builds the runtime of a deployment; also says what was loaded, for its log.
+    async fn build_runtime(&self, doc: &DeploymentDocument) -> Result<(Runtime, String)> {
         let blobs = self.inner.tracking.blobs();
         let runtime = match &doc.runtime {
             RuntimeKind::Onnx { file } => {
@@ -568,8 +581,7 @@ impl Serving {
                     .map_err(|e| ServiceError::invalid(format!("model {file}: {e}")))?;
                 let inputs: Vec<String> =
                     loaded.inputs().iter().map(|i| format!("{} {} {}", i.name, i.dtype, i.shape_text())).collect();
-                self.log(endpoint, name, &format!("loaded {file} with tract: inputs {}", inputs.join(", ")));
-                Runtime::Onnx(Arc::new(loaded))
+                (Runtime::Onnx(Arc::new(loaded)), format!("loaded {file} with tract: inputs {}", inputs.join(", ")))
             }
             other => {
                 return Err(ServiceError::not_implemented(format!(
@@ -578,16 +590,29 @@ impl Serving {
                 )));
             }
         };
+        Ok(runtime)
+    }
+
+    fn live_deployment(
+        &self,
+        endpoint: &str,
+        name: &str,
+        doc: &DeploymentDocument,
+        runtime: Runtime,
+    ) -> LiveDeployment {
         let s = doc.request_settings;
-        let slots = (doc.instance_count * s.max_concurrent_requests_per_instance).max(1) as usize;
-        Ok(LiveDeployment {
+        let slots = doc
+            .instance_count
+            .saturating_mul(s.max_concurrent_requests_per_instance)
+            .clamp(1, Semaphore::MAX_PERMITS as u64) as usize;
+        LiveDeployment {
             name: name.to_string(),
             runtime,
             slots: Arc::new(Semaphore::new(slots)),
             queue_wait: Duration::from_millis(s.max_queue_wait_ms),
             timeout: Duration::from_millis(s.request_timeout_ms),
             metrics: self.inner.metrics.deployment(endpoint, name),
-        })
+        }
     }
 
     fn drop_runtime(&self, endpoint: &str, name: &str) {

@@ -119,6 +119,8 @@ impl From<kiln_spec::endpoint::Probe> for Probe {
 pub(crate) struct DeploymentDocument {
     /// Bumped by every update: a runtime built from an older revision is out of date.
     pub revision: u64,
+    /// New with every create and update: what a finished build checks it is still wanted.
+    pub generation: String,
     /// The spec as sent (local paths replaced by uploads) and its file name: what an update
     /// with `--set` alone starts from.
     pub spec: String,

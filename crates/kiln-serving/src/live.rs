@@ -241,6 +241,8 @@ impl Serving {
             && mirror != name
             && fastrand::u32(0..100) < *pct
             && let Some(shadow) = ep.deployments.get(mirror)
+            // A copy never waits for a slot: when the mirror is busy, the copy is dropped.
+            && shadow.slots.available_permits() > 0
         {
             let shadow = shadow.clone();
             let copy = request.clone();

@@ -52,7 +52,9 @@ pub struct DeploymentMetrics {
     pub ready_instances: Gauge,
 }
 
-const COMMON_STATUSES: [u16; 6] = [200, 400, 408, 429, 500, 503];
+const COMMON_STATUSES: [u16; 7] = [200, 400, 408, 415, 429, 500, 503];
+/// Statuses of requests that reach no deployment.
+const UNROUTED_STATUSES: [u16; 3] = [401, 404, 503];
 
 impl DeploymentMetrics {
     /// Records one request: its status and how long it took.
@@ -151,6 +153,17 @@ impl Metrics {
             self.requests.remove(&RequestLabels {
                 endpoint: endpoint.to_string(),
                 deployment: deployment.to_string(),
+                status: s.to_string(),
+            });
+        }
+    }
+
+    /// Forgets a deleted endpoint's series of requests that reached no deployment.
+    pub fn remove_endpoint(&self, endpoint: &str) {
+        for s in UNROUTED_STATUSES {
+            self.requests.remove(&RequestLabels {
+                endpoint: endpoint.to_string(),
+                deployment: String::new(),
                 status: s.to_string(),
             });
         }

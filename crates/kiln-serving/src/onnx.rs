@@ -78,7 +78,17 @@ impl OnnxModel {
                 fact.datum_type.concretize().ok_or_else(|| LoadError(format!("input '{name}' has no element type")))?;
             let dims: Vec<Option<usize>> =
                 fact.shape.dims().map(|d| d.concretize().and_then(|d| d.to_i64().ok()).map(|d| d as usize)).collect();
-            let shape: TVec<TDim> = dims.iter().map(|d| d.map_or_else(|| batch.clone().into(), TDim::from)).collect();
+            // The first dimension is the batch, shared by every input; any other open
+            // dimension (a sequence length) is its own.
+            let shape: TVec<TDim> = dims
+                .iter()
+                .enumerate()
+                .map(|(axis, d)| match d {
+                    Some(d) => TDim::from(*d),
+                    None if axis == 0 => batch.clone().into(),
+                    None => model.symbols.sym(&format!("{name}_{axis}")).into(),
+                })
+                .collect();
             model.set_input_fact(i, InferenceFact::dt_shape(dt, shape)).map_err(|e| fail("input", e))?;
             inputs.push((TensorSpec { name, dtype: dtype_name(dt), shape: dims }, dt));
         }
@@ -155,16 +165,31 @@ impl OnnxModel {
                         names()
                     )));
                 }
-                self.inputs
-                    .iter()
-                    .map(|(spec, dt)| {
-                        let at = named.iter().position(|(n, _)| *n == spec.name).ok_or_else(|| {
-                            ScoringError::bad_request(format!("Model is missing inputs ['{}']", spec.name))
-                        })?;
-                        let (_, value) = named.swap_remove(at);
-                        Ok(tensor_from_json(spec, *dt, &value)?.into())
-                    })
-                    .collect()
+                let mut tensors = TVec::new();
+                let mut batch: Option<(&str, usize)> = None;
+                for (spec, dt) in &self.inputs {
+                    let at = named.iter().position(|(n, _)| *n == spec.name).ok_or_else(|| {
+                        ScoringError::bad_request(format!("Model is missing inputs ['{}']", spec.name))
+                    })?;
+                    let (_, value) = named.swap_remove(at);
+                    let t = tensor_from_json(spec, *dt, &value)?;
+                    // Inputs share the batch dimension: their first dimensions must agree.
+                    if spec.shape.first() == Some(&None) && t.rank() > 0 {
+                        let n = t.shape()[0];
+                        match batch {
+                            Some((other, m)) if m != n => {
+                                return Err(ScoringError::bad_request(format!(
+                                    "inputs '{other}' and '{}' have different batch sizes ({m} and {n})",
+                                    spec.name
+                                )));
+                            }
+                            None => batch = Some((spec.name.as_str(), n)),
+                            _ => {}
+                        }
+                    }
+                    tensors.push(t.into());
+                }
+                Ok(tensors)
             }
             Payload::Frame { columns, rows } => {
                 if self.inputs.len() == 1 {
@@ -245,19 +270,23 @@ fn model_failed(message: String) -> ScoringError {
 }
 
 /// The shape of nested lists, and their leaves in order; ragged lists are refused.
-fn flatten<'v>(value: &'v Value, name: &str) -> Result<(Vec<usize>, Vec<&'v Value>), ScoringError> {
-    fn shape_of(v: &Value) -> Vec<usize> {
-        let mut shape = Vec::new();
-        let mut cur = v;
-        while let Value::Array(items) = cur {
-            shape.push(items.len());
-            match items.first() {
-                Some(first) => cur = first,
-                None => break,
-            }
+/// The shape nested lists claim by their first elements (checked by [`leaves`]).
+fn shape_of(v: &Value) -> Vec<usize> {
+    let mut shape = Vec::new();
+    let mut cur = v;
+    while let Value::Array(items) = cur {
+        shape.push(items.len());
+        match items.first() {
+            Some(first) => cur = first,
+            None => break,
         }
-        shape
     }
+    shape
+}
+
+/// The leaves of nested lists of `shape`, in order; ragged lists are refused. Memory grows
+/// with the leaves actually there, never with what a first row claims.
+fn leaves<'v>(value: &'v Value, shape: &[usize], name: &str) -> Result<Vec<&'v Value>, ScoringError> {
     fn walk<'v>(v: &'v Value, shape: &[usize], depth: usize, out: &mut Vec<&'v Value>) -> bool {
         if depth == shape.len() {
             if v.is_array() {
@@ -271,18 +300,17 @@ fn flatten<'v>(value: &'v Value, name: &str) -> Result<(Vec<usize>, Vec<&'v Valu
             _ => false,
         }
     }
-    let shape = shape_of(value);
-    let mut leaves = Vec::with_capacity(shape.iter().product());
-    if !walk(value, &shape, 0, &mut leaves) {
+    let mut out = Vec::new();
+    if !walk(value, shape, 0, &mut out) {
         return Err(ScoringError::bad_request(format!(
             "input '{name}': the lists are ragged; every row must have the same length"
         )));
     }
-    Ok((shape, leaves))
+    Ok(out)
 }
 
 fn tensor_from_json(spec: &TensorSpec, dt: DatumType, value: &Value) -> Result<Tensor, ScoringError> {
-    let (shape, leaves) = flatten(value, &spec.name)?;
+    let shape = shape_of(value);
     let fits = shape.len() == spec.shape.len()
         && shape.iter().zip(&spec.shape).all(|(got, want)| want.is_none_or(|w| w == *got));
     if !fits {
@@ -295,6 +323,7 @@ fn tensor_from_json(spec: &TensorSpec, dt: DatumType, value: &Value) -> Result<T
             got.join(", ")
         )));
     }
+    let leaves = leaves(value, &shape, &spec.name)?;
     let bad = |i: usize, v: &Value| {
         ScoringError::bad_request(format!(
             "input '{}' holds {} values; value {} is {}",
@@ -476,6 +505,19 @@ mod tests {
             assert!(e.message.contains(expect), "{body}: {}", e.message);
         }
         assert!(OnnxModel::load(b"not a model").is_err());
+
+        // First rows that claim a huge shape cost nothing: the claim is checked first, and
+        // leaves are collected as they are found.
+        let mut claim = json!(1.0);
+        for _ in 0..4 {
+            claim = Value::Array(std::iter::once(claim).chain((0..999).map(|_| json!(0))).collect());
+        }
+        let e = predict(&model, json!({ "inputs": claim })).await.unwrap_err();
+        assert!(e.message.contains("got [1000, 1000, 1000, 1000]"), "{}", e.message);
+        let mut rows = vec![json!([1, 2, 3, 4])];
+        rows.extend((0..5000).map(|_| json!(0)));
+        let e = predict(&model, json!({ "inputs": rows })).await.unwrap_err();
+        assert!(e.message.contains("ragged"), "{}", e.message);
     }
 
     #[test]

@@ -233,7 +233,10 @@ fn percent_map(src: &Source, m: &MapReader, field: &str, max: u32) -> Result<Opt
 
 /// Checks a traffic split: percents of live traffic add up to 0 or 100.
 pub fn check_traffic(traffic: &BTreeMap<String, u32>) -> std::result::Result<(), String> {
-    let sum: u32 = traffic.values().sum();
+    if let Some((name, pct)) = traffic.iter().find(|(_, p)| **p > 100) {
+        return Err(format!("{name}={pct}: a percent is at most 100"));
+    }
+    let sum: u64 = traffic.values().map(|p| *p as u64).sum();
     if sum != 0 && sum != 100 {
         return Err(format!("the traffic percents add up to {sum}; they must add up to 100 (or 0 to stop traffic)"));
     }
@@ -375,6 +378,8 @@ fn probe(m: &MapReader, field: &str) -> Result<Probe> {
 /// Instances of one deployment on this machine: each is a process (or a slot of the native
 /// runtime), so the count stays within what one machine can hold.
 pub const MAX_INSTANCES: u64 = 64;
+/// Requests one instance scores at once.
+pub const MAX_CONCURRENT_PER_INSTANCE: u64 = 1024;
 
 pub fn online_deployment(src: &Source, root: &Node) -> Result<OnlineDeployment> {
     let m = MapReader::new(src, root, "")?;
@@ -405,12 +410,22 @@ pub fn online_deployment(src: &Source, root: &Node) -> Result<OnlineDeployment> 
             }
             let settings = RequestSettings {
                 request_timeout_ms: timeout,
-                max_concurrent_requests_per_instance: count_at_least(
-                    &r,
-                    "max_concurrent_requests_per_instance",
-                    1,
-                    d.max_concurrent_requests_per_instance,
-                )?,
+                max_concurrent_requests_per_instance: {
+                    let c = count_at_least(
+                        &r,
+                        "max_concurrent_requests_per_instance",
+                        1,
+                        d.max_concurrent_requests_per_instance,
+                    )?;
+                    if c > MAX_CONCURRENT_PER_INSTANCE {
+                        return Err(src.error(
+                            r.pos_of("max_concurrent_requests_per_instance"),
+                            &r.field("max_concurrent_requests_per_instance"),
+                            format!("at most {MAX_CONCURRENT_PER_INSTANCE}, found {c}"),
+                        ));
+                    }
+                    c
+                },
                 max_queue_wait_ms: r.count("max_queue_wait_ms")?.unwrap_or(d.max_queue_wait_ms),
             };
             r.warn_unknown();
@@ -758,6 +773,14 @@ settings:
         assert!(parse_traffic("blue").unwrap_err().contains("expected deployment=percent"));
         assert!(parse_traffic("blue=x").is_err());
         assert!(parse_traffic("blue=101").is_err());
+    }
+
+    #[test]
+    fn traffic_sums_cannot_wrap() {
+        let t = BTreeMap::from([("a".to_string(), u32::MAX), ("b".to_string(), 101)]);
+        assert!(check_traffic(&t).unwrap_err().contains("at most 100"));
+        let t = BTreeMap::from([("a".to_string(), 100), ("b".to_string(), 100)]);
+        assert!(check_traffic(&t).unwrap_err().contains("add up to 200"));
     }
 
     #[test]

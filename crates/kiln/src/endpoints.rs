@@ -154,8 +154,15 @@ async fn bundle_deployment(client: &Client, tree: &mut Node, label: &str, base: 
 
 /// Waits until a deployment serves or failed, saying so.
 async fn wait_ready(client: &Client, endpoint: &str, name: &str) -> Result<OnlineDeployment> {
+    // Building a Python environment can take minutes; beyond this, stop waiting (it goes on).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30 * 60);
     let mut said = String::new();
     loop {
+        if std::time::Instant::now() > deadline {
+            bail!(
+                "deployment '{name}' is still not ready after 30 minutes; see `kiln online-deployment show -e {endpoint} -n {name}`"
+            );
+        }
         let d = client.online_deployment(endpoint, name).await?;
         match d.provisioning_state.as_str() {
             "Succeeded" => return Ok(d),
