@@ -309,3 +309,193 @@ def test_a_rolling_update_drops_no_request(server, tmp_path):
     shown = json.loads(ok(server, "-o", "json", "online-deployment", "show", "-e", "iris-ep", "-n", "blue").stdout)
     assert shown["provisioning_state"] == "Failed" and "previous revision keeps serving" in shown["message"]
     assert score(uri, k, {"inputs": PROBE}).status_code == 200
+
+
+# ---- Python workers: MLflow models and scoring scripts ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def worker_cache(tmp_path_factory):
+    # Shared by the module: uv and the environments it builds are made once.
+    return tmp_path_factory.mktemp("kiln-serving-cache")
+
+
+@pytest.fixture
+def wserver(tmp_path, worker_cache):
+    import sys
+
+    path = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+    s = KilnServer(tmp_path / "data", env={"PATH": path, "KILN_CACHE_DIR": str(worker_cache)}).start()
+    yield s
+    s.stop()
+
+
+def sklearn_folder(tmp_path):
+    """A joblib model in a folder named `model`, as Azure ML's samples lay it out."""
+    import joblib
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = load_iris(return_X_y=True)
+    folder = tmp_path / "model"
+    folder.mkdir(parents=True, exist_ok=True)
+    joblib.dump(LogisticRegression(max_iter=500).fit(X, y), folder / "model.pkl")
+    return folder
+
+
+SCORE_PY = """
+import json, os, joblib
+
+def init():
+    global model
+    # AZUREML_MODEL_DIR holds the model folder under its own name, as in Azure ML.
+    model = joblib.load(os.path.join(os.environ["AZUREML_MODEL_DIR"], "model", "model.pkl"))
+    print("init: loaded", os.environ["AZUREML_MODEL_DIR"], flush=True)
+
+def run(raw_data):
+    data = json.loads(raw_data)
+    if data.get("crash"):
+        os._exit(3)
+    if data.get("fail"):
+        raise ValueError("bad rows")
+    return model.predict(data["data"]).tolist()
+"""
+
+
+def test_mlflow_model_logged_with_the_client_is_registered_deployed_and_scored(wserver, tmp_path, monkeypatch):
+    import mlflow
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", wserver.url)
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    model = LogisticRegression(max_iter=500).fit(X, y)
+    with mlflow.start_run():
+        mlflow.sklearn.log_model(model, name="model", registered_model_name="iris-sk", input_example=X[:2])
+    ep = endpoint(wserver, tmp_path, name="sk-ep")
+    # No environment: the model's own (requirements.txt, python_env.yaml) is built with uv.
+    dep = deploy(wserver, tmp_path, "blue", "model: azureml:iris-sk:1", "sk-ep", "--all-traffic")
+    assert dep["runtime"] == "mlflow" and dep["provisioning_state"] == "Succeeded", dep
+    assert dep["environment"] is None
+    k = keys(wserver, "sk-ep")["primaryKey"]
+    rows = X.iloc[[0, 75, 149]]
+    want = model.predict(rows).tolist()
+    split = {"dataframe_split": {"columns": list(X.columns), "data": rows.values.tolist()}}
+    r = score(ep["scoring_uri"], k, split)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"predictions": want}, "the answer is what mlflow models serve gives"
+    records = {"dataframe_records": rows.to_dict(orient="records")}
+    assert score(ep["scoring_uri"], k, records).json() == {"predictions": want}
+    # MLflow's own schema enforcement answers a request missing a column.
+    r = score(ep["scoring_uri"], k, {"dataframe_split": {"columns": ["nope"], "data": [[1.0]]}})
+    assert r.status_code == 400, r.text
+    assert r.json()["error_code"] in ("BAD_REQUEST", "INVALID_PARAMETER_VALUE")
+    r = score(ep["scoring_uri"], k, {"data": [[1, 2, 3, 4]]})
+    assert r.status_code == 400 and "dataframe_split" in r.json()["message"]
+    logs = ok(wserver, "online-deployment", "get-logs", "-e", "sk-ep", "-n", "blue").stdout
+    assert "[kiln-worker] ready" in logs and "environment" in logs
+
+
+def test_scoring_script_deployment_with_azureml_model_dir(wserver, tmp_path):
+    sklearn_folder(tmp_path)
+    write(tmp_path / "onlinescoring" / "score.py", SCORE_PY)
+    ep = endpoint(wserver, tmp_path, name="script-ep")
+    dep = deploy(
+        wserver,
+        tmp_path,
+        "blue",
+        "model:\n  path: ./model\ncode_configuration:\n  code: ./onlinescoring\n  scoring_script: score.py\n"
+        "environment:\n  image: mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04:latest",
+        "script-ep",
+        "--all-traffic",
+        "--set",
+        "instance_count=2",
+        extra="request_settings: {max_concurrent_requests_per_instance: 2}\n",
+    )
+    assert dep["runtime"] == "scoring_script" and dep["ready_instances"] == 2, dep
+    req = write(tmp_path / "sample-request.json", json.dumps({"data": PROBE}))
+    out = ok(wserver, "online-endpoint", "invoke", "-n", "script-ep", "--request-file", str(req))
+    assert json.loads(out.stdout) == [0, 1, 2]
+    k = keys(wserver, "script-ep")["primaryKey"]
+    r = score(ep["scoring_uri"], k, {"data": PROBE, "fail": True})
+    assert r.status_code == 500 and "run() raised ValueError: bad rows" in r.json()["message"]
+    logs = ok(wserver, "online-deployment", "get-logs", "-e", "script-ep", "-n", "blue").stdout
+    assert "[instance 0] init: loaded" in logs and "[instance 1] init: loaded" in logs
+    assert "azureml-models/model/1" in logs
+
+
+def test_a_crashing_scoring_script_marks_the_deployment_unhealthy_not_the_server_hung(wserver, tmp_path):
+    sklearn_folder(tmp_path)
+    write(tmp_path / "code" / "score.py", SCORE_PY)
+    write(tmp_path / "broken" / "score.py", "def init():\n    raise ValueError('the model file is missing')\n\ndef run(raw):\n    return 1\n")
+    ep = endpoint(wserver, tmp_path, name="crash-ep")
+    deploy(wserver, tmp_path, "blue", f"model:\n  path: {copy_model(tmp_path, 'iris_tree')}", "crash-ep", "--all-traffic")
+    spec = write(
+        tmp_path / "broken.yml",
+        "name: broken\nendpoint_name: crash-ep\ncode_configuration: {code: ./broken, scoring_script: score.py}\n"
+        "environment: {image: python}\n",
+    )
+    out = kiln(wserver, "online-deployment", "create", "-f", str(spec))
+    assert out.returncode != 0
+    assert "exited before it was ready" in out.stderr and "ValueError: the model file is missing" in out.stderr
+    shown = json.loads(ok(wserver, "-o", "json", "online-deployment", "show", "-e", "crash-ep", "-n", "broken").stdout)
+    assert shown["provisioning_state"] == "Failed" and "the model file is missing" in shown["message"]
+
+    deploy(
+        wserver,
+        tmp_path,
+        "crashy",
+        "model:\n  path: ./model\ncode_configuration: {code: ./code, scoring_script: score.py}\nenvironment: {image: python}",
+        "crash-ep",
+    )
+    k, uri = keys(wserver, "crash-ep")["primaryKey"], ep["scoring_uri"]
+    to_crashy = {"azureml-model-deployment": "crashy"}
+    assert score(uri, k, {"data": PROBE}, **to_crashy).json() == [0, 1, 2]
+    r = score(uri, k, {"data": PROBE, "crash": True}, **to_crashy)
+    assert r.status_code == 502 and r.json()["error_code"] == "WORKER_FAILED"
+    # While it restarts, requests are answered at once (503, saying why), not left hanging.
+    r = score(uri, k, {"data": PROBE}, **to_crashy)
+    assert r.status_code in (200, 503), r.text
+    if r.status_code == 503:
+        message = r.json()["message"]
+        assert "no healthy instance" in message and ("failed while scoring" in message or "exited" in message)
+    # The other deployment never noticed.
+    assert score(uri, k, {"inputs": PROBE}).status_code == 200
+    # And the crashed instance comes back.
+    wait_until(lambda: score(uri, k, {"data": PROBE}, **to_crashy).status_code == 200, timeout=30)
+
+
+def test_python_deployments_come_back_after_a_restart_and_die_with_the_server(tmp_path, worker_cache):
+    import sys
+
+    path = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+    env = {"PATH": path, "KILN_CACHE_DIR": str(worker_cache)}
+    data = tmp_path / "data"
+    server = KilnServer(data, env=env).start()
+    try:
+        sklearn_folder(tmp_path)
+        write(tmp_path / "code" / "score.py", SCORE_PY)
+        ep = endpoint(server, tmp_path, name="back-ep")
+        deploy(
+            server,
+            tmp_path,
+            "blue",
+            "model:\n  path: ./model\ncode_configuration: {code: ./code, scoring_script: score.py}\nenvironment: {image: python}",
+            "back-ep",
+            "--all-traffic",
+        )
+        k = keys(server, "back-ep")["primaryKey"]
+        assert score(ep["scoring_uri"], k, {"data": PROBE}).json() == [0, 1, 2]
+        workers = subprocess.run(["pgrep", "-f", str(data)], capture_output=True, text=True).stdout.split()
+        assert workers, "the worker runs under the data folder"
+        server.kill9()
+        # The launcher is told when the server dies, and stops its worker.
+        wait_until(lambda: not subprocess.run(["pgrep", "-f", str(data)], capture_output=True).stdout, timeout=20)
+        server = KilnServer(data, env=env).start()
+        uri = f"{server.url}/endpoints/back-ep/score"
+        wait_until(lambda: score(uri, k, {"data": PROBE}).status_code == 200, timeout=60)
+        assert score(uri, k, {"data": PROBE}).json() == [0, 1, 2]
+    finally:
+        server.stop()
+    # A server stopped normally stops its workers too.
+    wait_until(lambda: not subprocess.run(["pgrep", "-f", str(data)], capture_output=True).stdout, timeout=20)

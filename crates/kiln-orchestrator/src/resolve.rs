@@ -18,6 +18,26 @@ pub(crate) struct Resolver<'a> {
     pub source: &'a str,
 }
 
+impl Orchestrator {
+    /// What an `environment:` (inline, registered, or a curated name) becomes on this
+    /// machine, with the label logs name it by; `source` names the spec in errors.
+    pub async fn resolve_environment(
+        &self,
+        env: &Environment,
+        source: &str,
+    ) -> Result<(String, EnvironmentDefinition)> {
+        Resolver { orchestrator: self, source }.environment(env).await
+    }
+
+    /// Whether an uploaded snapshot (`cas:<id>[/<path>]`) exists; the error says what is wrong.
+    pub async fn check_snapshot_uri(&self, uri: &str) -> Result<()> {
+        let rest = uri
+            .strip_prefix("cas:")
+            .ok_or_else(|| ServiceError::invalid(format!("'{uri}' is not an uploaded snapshot")))?;
+        self.check_snapshot(uri, rest).await?.map_err(ServiceError::invalid)
+    }
+}
+
 pub(crate) struct Resolved {
     pub plan: LaunchPlan,
     pub outputs: BTreeMap<String, JobOutput>,
@@ -253,7 +273,7 @@ impl Resolver<'_> {
     }
 
     /// An inline environment, a registered one, or a curated name.
-    async fn environment(&self, env: &Environment) -> Result<(String, EnvironmentDefinition)> {
+    pub(crate) async fn environment(&self, env: &Environment) -> Result<(String, EnvironmentDefinition)> {
         match env {
             Environment::Inline(inline) => {
                 let conda = match &inline.conda_file {

@@ -312,7 +312,8 @@ async fn score(State(s): State<Shared>, Path(name): Path<String>, headers: Heade
     };
     let answer = s.serving.score(&name, request).await;
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = (status, [(header::CONTENT_TYPE, answer.content_type)], answer.body).into_response();
+    let mut response =
+        (status, [(header::CONTENT_TYPE, answer.content_type.into_owned())], answer.body).into_response();
     if let Some(d) = answer.deployment.and_then(|d| HeaderValue::from_str(&d).ok()) {
         response.headers_mut().insert(HeaderName::from_static(DEPLOYMENT_HEADER), d);
     }

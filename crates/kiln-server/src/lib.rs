@@ -95,8 +95,16 @@ pub async fn open(config: &WorkspaceConfig) -> Result<Shared, OpenError> {
             artifact_store: config.artifacts.clone(),
         },
     );
-    let serving =
-        Serving::new(tracking.clone(), orchestrator.clone(), ServingConfig { data_dir: config.data_dir.clone() });
+    let serving = Serving::new(
+        tracking.clone(),
+        orchestrator.clone(),
+        ServingConfig {
+            data_dir: config.data_dir.clone(),
+            cache_dir: config.cache_dir.clone(),
+            exe: config.exe.clone(),
+            artifact_store: config.artifacts.clone(),
+        },
+    );
     Ok(Arc::new(AppState { tracking, registry, orchestrator, serving }))
 }
 

@@ -17,8 +17,9 @@ use kiln_tracking::ServiceError;
 use tokio::sync::Semaphore;
 
 use crate::live::{LiveDeployment, LiveEndpoint, Runtime, now_s};
-use crate::model::{RuntimeKind, model_files, runtime_for};
+use crate::model::{RuntimeKind, mlflow_environment, model_files, runtime_for};
 use crate::onnx::OnnxModel;
+use crate::workers::{WorkerPool, WorkerSpec};
 use crate::{
     Credentials, DeploymentDocument, DeploymentView, EndpointDocument, EndpointView, ModelBinding, RequestSettings,
     Result, Serving, auth, scoring_path, state,
@@ -322,9 +323,10 @@ impl Serving {
             .read()
             .ok()
             .and_then(|m| m.get(&(r.endpoint.clone(), r.name.clone())).map(|(_, rt)| rt.clone()));
-        let inputs = match runtime.as_ref().map(|rt| &rt.runtime) {
-            Some(Runtime::Onnx(m)) => m.inputs(),
-            None => Vec::new(),
+        let (inputs, ready) = match runtime.as_ref().map(|rt| &rt.runtime) {
+            Some(Runtime::Onnx(m)) => (m.inputs(), doc.instance_count),
+            Some(Runtime::Workers(pool)) => (Vec::new(), pool.ready()),
+            None => (Vec::new(), 0),
         };
         DeploymentView {
             name: r.name.clone(),
@@ -336,7 +338,7 @@ impl Serving {
             environment: doc.environment.clone(),
             runtime: doc.runtime.label().into(),
             instance_count: doc.instance_count,
-            ready_instances: runtime.as_ref().map_or(0, |rt| rt.metrics.ready_instances.get().max(0) as u64),
+            ready_instances: ready,
             request_settings: doc.request_settings,
             liveness_probe: doc.liveness_probe,
             readiness_probe: doc.readiness_probe,
@@ -405,17 +407,38 @@ impl Serving {
             }
         };
         let code = d.code_configuration.as_ref().map(|c| (c.value.code.clone(), c.value.scoring_script.clone()));
-        let runtime = match &model {
-            Some(m) => runtime_for(blobs, &model_files(blobs, &m.uri).await?, code.is_some()).await?,
+        if let Some((uri, _)) = &code {
+            if !uri.starts_with("cas:") {
+                return Err(ServiceError::invalid(format!(
+                    "code_configuration.code: '{uri}' is a local path; `kiln online-deployment create` uploads it (the \
+                     API takes uploaded snapshots, cas:<id>)"
+                )));
+            }
+            self.inner
+                .orchestrator
+                .check_snapshot_uri(uri)
+                .await
+                .map_err(|e| ServiceError::invalid(format!("code_configuration.code: {}", e.message)))?;
+        }
+        let files = match &model {
+            Some(m) => Some(model_files(blobs, &m.uri).await?),
+            None => None,
+        };
+        let runtime = match &files {
+            Some(f) => runtime_for(blobs, f, code.is_some()).await?,
             None => RuntimeKind::ScoringScript,
         };
-        if !matches!(runtime, RuntimeKind::Onnx { .. }) {
-            return Err(ServiceError::not_implemented(format!(
-                "this deployment needs Python workers ({}), which are not available yet; Kiln serves ONNX models \
-                 natively today",
-                runtime.label()
-            )));
-        }
+        let environment_plan = match (&runtime, &d.environment, &files) {
+            (RuntimeKind::Onnx { .. }, _, _) => None,
+            (_, Some(env), _) => {
+                let (label, def) = self.inner.orchestrator.resolve_environment(&env.value, &sent.source).await?;
+                Some(def.plan(&label))
+            }
+            (RuntimeKind::MlflowPyfunc, None, Some(f)) => {
+                Some(mlflow_environment(blobs, f).await?.plan("the model's environment"))
+            }
+            _ => Some(kiln_orchestrator::EnvironmentDefinition::from_parts(None, None).plan("the host's Python")),
+        };
         let s = d.request_settings;
         Ok(DeploymentDocument {
             revision,
@@ -430,6 +453,7 @@ impl Serving {
                 kiln_spec::Environment::Reference(r) => r.clone(),
                 kiln_spec::Environment::Inline(_) => "inline".into(),
             }),
+            environment_plan,
             environment_variables: d.environment_variables.clone(),
             instance_count: d.instance_count,
             request_settings: RequestSettings {
@@ -514,7 +538,7 @@ impl Serving {
 
     /// Builds a deployment's runtime and puts it in service (or records why it failed).
     async fn provision(&self, endpoint: &str, name: &str, doc: DeploymentDocument, all_traffic: bool) {
-        let built = self.build_runtime(&doc).await;
+        let built = self.build_runtime(endpoint, name, &doc).await;
         let _guard = self.inner.control.lock().await;
         let store = self.inner.tracking.store();
         // A newer revision (or a delete) came in meanwhile: this one is out of date.
@@ -560,7 +584,7 @@ impl Serving {
     }
 
     /// Builds the runtime of a deployment; also says what was loaded, for its log.
-    async fn build_runtime(&self, doc: &DeploymentDocument) -> Result<(Runtime, String)> {
+    async fn build_runtime(&self, endpoint: &str, name: &str, doc: &DeploymentDocument) -> Result<(Runtime, String)> {
         let blobs = self.inner.tracking.blobs();
         let runtime = match &doc.runtime {
             RuntimeKind::Onnx { file } => {
@@ -583,11 +607,50 @@ impl Serving {
                     loaded.inputs().iter().map(|i| format!("{} {} {}", i.name, i.dtype, i.shape_text())).collect();
                 (Runtime::Onnx(Arc::new(loaded)), format!("loaded {file} with tract: inputs {}", inputs.join(", ")))
             }
-            other => {
-                return Err(ServiceError::not_implemented(format!(
-                    "the {} runtime is not available yet",
-                    other.label()
-                )));
+            kind @ (RuntimeKind::MlflowPyfunc | RuntimeKind::ScoringScript) => {
+                let model = match &doc.model {
+                    Some(m) => {
+                        let files = model_files(blobs, &m.uri).await?;
+                        let name = m.name.clone().unwrap_or_else(|| files.root_name.clone());
+                        Some((m.uri.clone(), files.is_file, name, m.version.clone().unwrap_or_else(|| "1".into())))
+                    }
+                    None => None,
+                };
+                let environment = doc
+                    .environment_plan
+                    .clone()
+                    .ok_or_else(|| ServiceError::internal("the deployment's environment was not resolved"))?;
+                let env_label = environment.label.clone();
+                let config = &self.inner.config;
+                let spec = WorkerSpec {
+                    label: format!("deployment '{name}' of '{endpoint}'"),
+                    dir: config
+                        .data_dir
+                        .join("endpoints")
+                        .join(endpoint)
+                        .join(name)
+                        .join("workers")
+                        .join(&doc.generation),
+                    exe: config.exe.clone(),
+                    cache_dir: config.cache_dir.clone(),
+                    artifact_store: config.artifact_store.clone(),
+                    artifacts_dest: format!("blob:endpoints/{endpoint}/{name}/instances/{}", doc.generation),
+                    mode: if matches!(kind, RuntimeKind::MlflowPyfunc) { "mlflow" } else { "script" },
+                    model,
+                    code: doc.code.clone(),
+                    environment,
+                    env: doc.environment_variables.clone(),
+                    instances: doc.instance_count,
+                    liveness: doc.liveness_probe,
+                    readiness: doc.readiness_probe,
+                };
+                let pool = WorkerPool::start(spec).await.map_err(ServiceError::invalid)?;
+                let what = format!(
+                    "{} instance(s) of the {} runtime are ready (environment: {env_label})",
+                    doc.instance_count,
+                    kind.label()
+                );
+                (Runtime::Workers(pool), what)
             }
         };
         Ok(runtime)
@@ -645,7 +708,21 @@ impl Serving {
     /// The last `lines` lines of a deployment's log.
     pub async fn deployment_logs(&self, endpoint: &str, name: &str, lines: usize) -> Result<String> {
         self.get_deployment(endpoint, name).await?;
-        let text = tokio::fs::read_to_string(self.log_path(endpoint, name)).await.unwrap_or_default();
+        let mut text = tokio::fs::read_to_string(self.log_path(endpoint, name)).await.unwrap_or_default();
+        let runtime = self
+            .inner
+            .runtimes
+            .read()
+            .ok()
+            .and_then(|m| m.get(&(endpoint.to_string(), name.to_string())).map(|(_, rt)| rt.clone()));
+        if let Some(Runtime::Workers(pool)) = runtime.as_ref().map(|rt| &rt.runtime) {
+            for (index, log) in pool.logs() {
+                let worker = tokio::fs::read_to_string(&log).await.unwrap_or_default();
+                for line in worker.lines() {
+                    text.push_str(&format!("[instance {index}] {line}\n"));
+                }
+            }
+        }
         let all: Vec<&str> = text.lines().collect();
         let start = all.len().saturating_sub(lines);
         Ok(all[start..].iter().map(|l| format!("{l}\n")).collect())

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod model;
 pub mod onnx;
 pub mod protocol;
+mod workers;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -39,6 +40,12 @@ pub type Result<T> = std::result::Result<T, ServiceError>;
 #[derive(Debug, Clone)]
 pub struct ServingConfig {
     pub data_dir: PathBuf,
+    /// Environments and snapshots shared with jobs on this machine.
+    pub cache_dir: PathBuf,
+    /// The `kiln` binary, whose `launch` command starts Python workers.
+    pub exe: PathBuf,
+    /// The artifact store's location, for the workers' launcher.
+    pub artifact_store: String,
 }
 
 /// The serving service. Cheap to clone.
@@ -131,8 +138,11 @@ pub(crate) struct DeploymentDocument {
     pub model: Option<ModelBinding>,
     /// `code_configuration`: the uploaded folder and the script in it.
     pub code: Option<(String, String)>,
-    /// The environment as written (a reference, or the inline spec's text).
+    /// The environment as written (a reference, or `inline`).
     pub environment: Option<String>,
+    /// What Python workers run in (none for the ONNX runtime).
+    #[serde(default)]
+    pub environment_plan: Option<kiln_launcher::EnvironmentPlan>,
     #[serde(default)]
     pub environment_variables: BTreeMap<String, String>,
     pub instance_count: u64,

@@ -2,6 +2,7 @@
 //! split (or the one the caller named), copy a share to the mirror deployment, wait for a
 //! slot within the queue time, score within the request timeout, count it.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,7 +31,7 @@ pub struct ScoreRequest {
 #[derive(Debug, Clone)]
 pub struct ScoreResponse {
     pub status: u16,
-    pub content_type: &'static str,
+    pub content_type: Cow<'static, str>,
     pub body: Bytes,
     pub deployment: Option<String>,
 }
@@ -38,14 +39,21 @@ pub struct ScoreResponse {
 const JSON: &str = "application/json";
 
 impl ScoreResponse {
-    fn error(status: u16, code: &str, message: &str) -> ScoreResponse {
-        ScoreResponse { status, content_type: JSON, body: protocol::error_body(code, message).into(), deployment: None }
+    pub(crate) fn error(status: u16, code: &str, message: &str) -> ScoreResponse {
+        ScoreResponse {
+            status,
+            content_type: Cow::Borrowed(JSON),
+            body: protocol::error_body(code, message).into(),
+            deployment: None,
+        }
     }
 }
 
 /// What answers a deployment's requests.
 pub(crate) enum Runtime {
     Onnx(Arc<OnnxModel>),
+    /// MLflow pyfunc models and scoring scripts.
+    Workers(crate::workers::WorkerPool),
 }
 
 pub(crate) struct LiveDeployment {
@@ -174,7 +182,12 @@ impl LiveDeployment {
                     Ok(predictions) => {
                         let body =
                             serde_json::to_vec(&serde_json::json!({ "predictions": predictions })).unwrap_or_default();
-                        ScoreResponse { status: 200, content_type: JSON, body: body.into(), deployment: None }
+                        ScoreResponse {
+                            status: 200,
+                            content_type: Cow::Borrowed(JSON),
+                            body: body.into(),
+                            deployment: None,
+                        }
                     }
                     Err(e) => {
                         let (status, code) = match e.kind {
@@ -186,6 +199,7 @@ impl LiveDeployment {
                     }
                 }
             }
+            Runtime::Workers(pool) => pool.score(&self.name, request).await,
         }
     }
 }

@@ -7,6 +7,7 @@
 
 use kiln_blobs::snapshot::{Snapshot, blob_path, manifest_path};
 use kiln_blobs::{ArtifactPath, ArtifactStore};
+use kiln_orchestrator::EnvironmentDefinition;
 use kiln_tracking::ServiceError;
 use serde::{Deserialize, Serialize};
 
@@ -174,6 +175,58 @@ pub async fn runtime_for(blobs: &ArtifactStore, files: &ModelFiles, has_script: 
             many.iter().map(|f| f.path.as_str()).collect::<Vec<_>>().join(", ")
         ))),
     }
+}
+
+async fn read_text(blobs: &ArtifactStore, files: &ModelFiles, name: &str) -> Result<Option<String>> {
+    let Some(f) = files.files.iter().find(|f| f.path == name) else { return Ok(None) };
+    let bytes = blobs.get_bytes(&f.stored).await.map_err(internal)?;
+    Ok(bytes.map(|b| String::from_utf8_lossy(&b).into_owned()))
+}
+
+/// `3.11.7` → `3.11`: the environment is built with a Python of that minor version.
+fn minor_version(v: &str) -> String {
+    v.split('.').take(2).collect::<Vec<_>>().join(".")
+}
+
+/// The environment an MLflow model asks for: `requirements.txt` with the Python version of
+/// `python_env.yaml` (what `mlflow models serve --env-manager virtualenv` installs), else its
+/// `conda.yaml`, else the host's Python.
+pub async fn mlflow_environment(blobs: &ArtifactStore, files: &ModelFiles) -> Result<EnvironmentDefinition> {
+    if let Some(reqs) = read_text(blobs, files, "requirements.txt").await? {
+        let packages = reqs
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('-'))
+            .map(str::to_string)
+            .collect();
+        let python = match read_text(blobs, files, "python_env.yaml").await? {
+            Some(text) => match kiln_spec::yaml::parse(&text) {
+                Ok(Some(root)) => root.get("python").and_then(|p| match &p.kind {
+                    kiln_spec::yaml::Kind::Scalar { text, .. } => Some(minor_version(text)),
+                    _ => None,
+                }),
+                _ => None,
+            },
+            None => None,
+        };
+        return Ok(EnvironmentDefinition {
+            image: None,
+            requirements: Some(packages),
+            python,
+            conda_file: None,
+            notes: Vec::new(),
+        });
+    }
+    if let Some(text) = read_text(blobs, files, "conda.yaml").await? {
+        let root = match kiln_spec::yaml::parse(&text) {
+            Ok(Some(root)) => root,
+            _ => return Err(ServiceError::invalid("model: its conda.yaml cannot be read")),
+        };
+        let req = kiln_spec::conda::python_requirements(&root)
+            .map_err(|e| ServiceError::invalid(format!("model: conda.yaml: {e}")))?;
+        return Ok(EnvironmentDefinition::from_parts(None, Some((&root, req))));
+    }
+    Ok(EnvironmentDefinition::from_parts(None, None))
 }
 
 #[cfg(test)]
