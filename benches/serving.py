@@ -10,7 +10,9 @@ with scikit-learn (float32 features, as tests/fixtures/onnx/generate.py fits it)
 - the peer serves it as an MLflow model (`mlflow.sklearn.save_model`) with
   `mlflow models serve --env-manager local` (MLflow 3.17.2, its default single worker);
 - Kiln serves the ONNX export of the same fit (tests/fixtures/onnx/iris_logreg.onnx) natively
-  (tract, in the server's process), behind an online endpoint with key auth.
+  (tract, in the server's process), behind an online endpoint with key auth;
+- and the same MLflow model folder through its pyfunc worker path (one worker, MLflow's own
+  scoring code, this venv's Python), behind a second endpoint.
 Both get the same request (`dataframe_split`, one row) from the same load generator
 (`kiln bench load`: N connections posting back to back) for the same time. Prints requests per
 second, p50 and p99 latency, and the ratios (higher means Kiln is faster).
@@ -64,7 +66,8 @@ def load(kiln, url, body_file, headers, concurrency, seconds):
     return json.loads(out.stdout)
 
 
-def start_mlflow(work):
+def train_and_save(work):
+    """The scikit-learn fit, saved as an MLflow model folder."""
     import numpy as np
     import pandas as pd
     import mlflow.sklearn
@@ -76,6 +79,10 @@ def start_mlflow(work):
     model = LogisticRegression(max_iter=500).fit(X, y)
     path = os.path.join(work, "mlflow-model")
     mlflow.sklearn.save_model(model, path, input_example=pd.DataFrame(X[:1]))
+    return path
+
+
+def start_mlflow(path):
     port = free_port()
     env = dict(os.environ, PATH=VENV_BIN + os.pathsep + os.environ["PATH"])
     proc = subprocess.Popen(
@@ -88,26 +95,36 @@ def start_mlflow(work):
     return proc, url + "/invocations"
 
 
-def start_kiln(kiln, work, concurrency):
+def start_kiln(kiln, work, concurrency, mlflow_model):
+    """A Kiln server with one endpoint per runtime: `onnx-bench` (the ONNX export, native) and
+    `pyfunc-bench` (the MLflow model in one Python worker, in this venv's Python as
+    `--env-manager local` uses it)."""
+    env = dict(os.environ, KILN_LOG="warn", PATH=VENV_BIN + os.pathsep + os.environ["PATH"])
     proc = subprocess.Popen(
         [kiln, "up", "--port", "0", "--data-dir", os.path.join(work, "kiln")],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=dict(os.environ, KILN_LOG="warn"), text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True,
     )
     url = proc.stdout.readline().strip().split()[-1]
     model = os.path.join(work, "iris_logreg.onnx")
     shutil.copy(FIXTURE, model)
-    with open(os.path.join(work, "ep.yml"), "w") as f:
-        f.write("name: iris-bench\nauth_mode: key\n")
-    with open(os.path.join(work, "blue.yml"), "w") as f:
-        f.write(
-            f"name: blue\nendpoint_name: iris-bench\nmodel:\n  path: {model}\ninstance_count: 1\n"
-            f"request_settings:\n  max_concurrent_requests_per_instance: {concurrency}\n"
-        )
     run = lambda *a: subprocess.run([kiln, "--url", url, *a], check=True, capture_output=True, text=True)
-    run("online-endpoint", "create", "-f", os.path.join(work, "ep.yml"))
-    run("online-deployment", "create", "-f", os.path.join(work, "blue.yml"), "--all-traffic")
-    key = json.loads(run("-o", "json", "online-endpoint", "get-credentials", "-n", "iris-bench").stdout)["primaryKey"]
-    return proc, f"{url}/endpoints/iris-bench/score", key
+    keys = {}
+    for name, model_lines in [
+        ("onnx-bench", f"model:\n  path: {model}\n"),
+        ("pyfunc-bench", f"model:\n  path: {mlflow_model}\n  type: mlflow_model\nenvironment:\n  image: python\n"),
+    ]:
+        with open(os.path.join(work, f"{name}.yml"), "w") as f:
+            f.write(f"name: {name}\nauth_mode: key\n")
+        with open(os.path.join(work, f"{name}-blue.yml"), "w") as f:
+            f.write(
+                f"name: blue\nendpoint_name: {name}\n{model_lines}instance_count: 1\n"
+                f"request_settings:\n  max_concurrent_requests_per_instance: {concurrency}\n"
+            )
+        run("online-endpoint", "create", "-f", os.path.join(work, f"{name}.yml"))
+        run("online-deployment", "create", "-f", os.path.join(work, f"{name}-blue.yml"), "--all-traffic")
+        creds = json.loads(run("-o", "json", "online-endpoint", "get-credentials", "-n", name).stdout)
+        keys[name] = (f"{url}/endpoints/{name}/score", creds["primaryKey"])
+    return proc, keys
 
 
 def stop(proc):
@@ -134,7 +151,8 @@ def main():
         json.dump(BODY, f)
     results = {}
     try:
-        proc, url = start_mlflow(work)
+        model_path = train_and_save(work)
+        proc, url = start_mlflow(model_path)
         try:
             r = requests.post(url, json=BODY, timeout=30)
             assert r.status_code == 200, r.text
@@ -142,27 +160,30 @@ def main():
             results["mlflow"] = load(args.kiln, url, body_file, [], args.concurrency, seconds)
         finally:
             stop(proc)
-        proc, url, key = start_kiln(args.kiln, work, args.concurrency)
+        proc, endpoints = start_kiln(args.kiln, work, args.concurrency, model_path)
         try:
-            r = requests.post(url, json=BODY, headers={"Authorization": f"Bearer {key}"}, timeout=30)
-            assert r.status_code == 200, r.text
-            print(f"kiln (onnx) answers {r.json()}", file=sys.stderr)
-            results["kiln_onnx"] = load(args.kiln, url, body_file, [f"Authorization: Bearer {key}"], args.concurrency, seconds)
+            for name, result in [("onnx-bench", "kiln_onnx"), ("pyfunc-bench", "kiln_pyfunc")]:
+                url, key = endpoints[name]
+                r = requests.post(url, json=BODY, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+                assert r.status_code == 200, r.text
+                print(f"kiln ({name}) answers {r.json()}", file=sys.stderr)
+                auth = [f"Authorization: Bearer {key}"]
+                results[result] = load(args.kiln, url, body_file, auth, args.concurrency, seconds)
         finally:
             stop(proc)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    m, k = results["mlflow"], results["kiln_onnx"]
+    m, k, p = results["mlflow"], results["kiln_onnx"], results["kiln_pyfunc"]
     print(f"\nOne-row iris requests, {args.concurrency} connections, {seconds} s each (after 1 s of warm-up)\n")
     print(f"{'':28}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
-    for label, r in [("mlflow models serve", m), ("kiln, ONNX runtime", k)]:
+    for label, r in [("mlflow models serve", m), ("kiln, ONNX runtime", k), ("kiln, pyfunc (1 worker)", p)]:
         print(f"{label:28}{r['rps']:>10.0f}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}{r['errors']:>8}")
-    print("kiln, pyfunc workers        (not available yet)")
-    print(
-        f"\nratios (mlflow / kiln): throughput x{k['rps'] / m['rps']:.1f}, "
-        f"p50 x{m['p50_ms'] / k['p50_ms']:.1f}, p99 x{m['p99_ms'] / k['p99_ms']:.1f}"
-    )
+    for label, r in [("ONNX runtime", k), ("pyfunc worker", p)]:
+        print(
+            f"ratios, {label} vs mlflow: throughput x{r['rps'] / m['rps']:.1f}, "
+            f"p50 x{m['p50_ms'] / r['p50_ms']:.1f}, p99 x{m['p99_ms'] / r['p99_ms']:.1f}"
+        )
     print(json.dumps({"bench": "serving", "concurrency": args.concurrency, "seconds": seconds, **results}))
 
 

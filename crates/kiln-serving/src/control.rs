@@ -48,6 +48,20 @@ pub struct DeploymentCreate {
     pub all_traffic: bool,
 }
 
+/// `WORKER_COUNT` (an environment variable of the deployment, as the original inference
+/// server reads it): worker processes per instance.
+fn worker_count(env: &BTreeMap<String, String>) -> Result<u64> {
+    match env.get("WORKER_COUNT") {
+        None => Ok(1),
+        Some(v) => match v.trim().parse::<u64>() {
+            Ok(n @ 1..=32) => Ok(n),
+            _ => Err(ServiceError::invalid(format!(
+                "environment_variables.WORKER_COUNT: expected a number of worker processes from 1 to 32, found '{v}'"
+            ))),
+        },
+    }
+}
+
 fn invalid(e: kiln_spec::SpecError) -> ServiceError {
     ServiceError::invalid(e.to_string())
 }
@@ -641,6 +655,7 @@ impl Serving {
                     environment,
                     env: doc.environment_variables.clone(),
                     instances: doc.instance_count,
+                    workers_per_instance: worker_count(&doc.environment_variables)?,
                     liveness: doc.liveness_probe,
                     readiness: doc.readiness_probe,
                 };
@@ -719,7 +734,7 @@ impl Serving {
             for (index, log) in pool.logs() {
                 let worker = tokio::fs::read_to_string(&log).await.unwrap_or_default();
                 for line in worker.lines() {
-                    text.push_str(&format!("[instance {index}] {line}\n"));
+                    text.push_str(&format!("[{index}] {line}\n"));
                 }
             }
         }

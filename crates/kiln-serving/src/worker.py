@@ -89,6 +89,9 @@ def script_scorer(script):
 def serve(score, port_file):
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out in two writes; with Nagle's algorithm the second waits for
+        # the client's delayed ACK (40 ms) on a kept-alive connection.
+        disable_nagle_algorithm = True
 
         def answer(self, status, content_type, body):
             self.send_response(status)

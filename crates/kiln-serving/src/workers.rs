@@ -50,12 +50,24 @@ pub(crate) struct WorkerSpec {
     pub environment: EnvironmentPlan,
     pub env: BTreeMap<String, String>,
     pub instances: u64,
+    /// Worker processes per instance (`WORKER_COUNT`).
+    pub workers_per_instance: u64,
     pub liveness: Probe,
     pub readiness: Probe,
 }
 
+/// One worker process: `WORKER_COUNT` of them (default 1) per instance of the deployment.
 struct Instance {
+    /// Unique in the pool (folders are named by it).
     index: usize,
+    /// The deployment instance it belongs to.
+    instance: usize,
+    /// How messages name it.
+    name: String,
+    /// A worker scores one request at a time, as the original inference server's sync
+    /// workers do: CPU-bound Python gains nothing from more, and threads fighting over the
+    /// GIL lose throughput. Requests wait here, in Kiln's queue.
+    busy: Arc<tokio::sync::Semaphore>,
     /// The port while the instance takes requests; 0 while it does not.
     port: AtomicU16,
     /// Why it is not ready, when it is not.
@@ -99,11 +111,20 @@ impl WorkerPool {
         let http =
             reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(30)).build().map_err(|e| e.to_string())?;
         let spec = Arc::new(spec);
-        let (ready_tx, mut ready_rx) = mpsc::channel(spec.instances as usize);
+        let (ready_tx, mut ready_rx) = mpsc::channel((spec.instances * spec.workers_per_instance.max(1)) as usize);
         let mut instances = Vec::new();
-        for index in 0..spec.instances as usize {
+        let per = spec.workers_per_instance.max(1) as usize;
+        for index in 0..spec.instances as usize * per {
+            let (instance, worker) = (index / per, index % per);
             let inst = Arc::new(Instance {
                 index,
+                instance,
+                name: if per == 1 {
+                    format!("instance {instance}")
+                } else {
+                    format!("instance {instance} (worker {worker})")
+                },
+                busy: Arc::new(tokio::sync::Semaphore::new(1)),
                 port: AtomicU16::new(0),
                 problem: Mutex::new(Some("starting".into())),
                 log: Mutex::new(PathBuf::new()),
@@ -112,8 +133,9 @@ impl WorkerPool {
             tokio::spawn(supervise(spec.clone(), inst, stop_rx.clone(), ready_tx.clone(), http.clone()));
         }
         drop(ready_tx);
+        let count = instances.len();
         let pool = WorkerPool { instances, next: AtomicUsize::new(0), http, stop };
-        for _ in 0..spec.instances {
+        for _ in 0..count {
             match ready_rx.recv().await {
                 Some(Ok(())) => {}
                 Some(Err(e)) => return Err(e),
@@ -123,27 +145,43 @@ impl WorkerPool {
         Ok(pool)
     }
 
+    /// Instances with at least one ready worker.
     pub fn ready(&self) -> u64 {
-        self.instances.iter().filter(|i| i.port.load(Ordering::Relaxed) != 0).count() as u64
+        let mut ready: Vec<usize> =
+            self.instances.iter().filter(|i| i.port.load(Ordering::Relaxed) != 0).map(|i| i.instance).collect();
+        ready.dedup();
+        ready.len() as u64
     }
 
     /// The current log of each instance.
-    pub fn logs(&self) -> Vec<(usize, PathBuf)> {
-        self.instances.iter().map(|i| (i.index, i.log.lock().map(|p| p.clone()).unwrap_or_default())).collect()
+    pub fn logs(&self) -> Vec<(String, PathBuf)> {
+        self.instances.iter().map(|i| (i.name.clone(), i.log.lock().map(|p| p.clone()).unwrap_or_default())).collect()
     }
 
     /// Forwards a request to the next ready instance.
     pub async fn score(&self, deployment: &str, request: &ScoreRequest) -> ScoreResponse {
         let n = self.instances.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let Some(inst) = (0..n).map(|k| &self.instances[(start + k) % n]).find(|i| i.port.load(Ordering::Relaxed) != 0)
-        else {
+        let ready = |i: &&Arc<Instance>| i.port.load(Ordering::Relaxed) != 0;
+        // An idle ready worker if there is one, else the next ready one (waiting for it).
+        let idle = (0..n)
+            .map(|k| &self.instances[(start + k) % n])
+            .filter(ready)
+            .find_map(|i| i.busy.clone().try_acquire_owned().ok().map(|permit| (i, permit)));
+        let chosen = match idle {
+            Some(found) => Some(found),
+            None => match (0..n).map(|k| &self.instances[(start + k) % n]).find(ready) {
+                Some(i) => i.busy.clone().acquire_owned().await.ok().map(|permit| (i, permit)),
+                None => None,
+            },
+        };
+        let Some((inst, _permit)) = chosen else {
             let problems: Vec<String> = self
                 .instances
                 .iter()
                 .map(|i| {
                     let p = i.problem.lock().ok().and_then(|p| p.clone()).unwrap_or_else(|| "not ready".into());
-                    format!("instance {}: {p}", i.index)
+                    format!("{}: {p}", i.name)
                 })
                 .collect();
             return ScoreResponse::error(
@@ -183,8 +221,8 @@ impl WorkerPool {
                     502,
                     "WORKER_FAILED",
                     &format!(
-                        "instance {} of deployment '{deployment}' failed while scoring ({e}); it is restarted if it died",
-                        inst.index
+                        "{} of deployment '{deployment}' failed while scoring ({e}); it is restarted if it died",
+                        inst.name
                     ),
                 )
             }
@@ -288,22 +326,18 @@ fn set_problem(inst: &Instance, problem: Option<String>) {
 }
 
 /// Why a start ended before the instance was ready.
-fn start_failure(spec: &WorkerSpec, index: usize, log: &Path, what: &str) -> String {
-    failure(spec, index, log, what, 8)
+fn start_failure(spec: &WorkerSpec, name: &str, log: &Path, what: &str) -> String {
+    failure(spec, name, log, what, 8)
 }
 
 /// Why an instance that was serving stopped: short, it is repeated in 503 answers.
-fn stop_failure(spec: &WorkerSpec, index: usize, log: &Path, what: &str) -> String {
-    failure(spec, index, log, what, 1)
+fn stop_failure(spec: &WorkerSpec, name: &str, log: &Path, what: &str) -> String {
+    failure(spec, name, log, what, 1)
 }
 
-fn failure(spec: &WorkerSpec, index: usize, log: &Path, what: &str, lines: usize) -> String {
+fn failure(spec: &WorkerSpec, name: &str, log: &Path, what: &str, lines: usize) -> String {
     let tail = log_tail(log, lines);
-    format!(
-        "instance {index} of {} {what}{}",
-        spec.label,
-        if tail.is_empty() { String::new() } else { format!(":\n{tail}") }
-    )
+    format!("{name} of {} {what}{}", spec.label, if tail.is_empty() { String::new() } else { format!(":\n{tail}") })
 }
 
 async fn supervise(
@@ -328,7 +362,7 @@ async fn supervise(
         let mut running = match launch(&spec, inst.index, &dir, &port_file) {
             Ok(r) => r,
             Err(e) => {
-                let message = format!("instance {} of {} cannot start: {e}", inst.index, spec.label);
+                let message = format!("{} of {} cannot start: {e}", inst.name, spec.label);
                 if let Some(tx) = first.take() {
                     let _ = tx.send(Err(message)).await;
                     return;
@@ -356,11 +390,11 @@ async fn supervise(
                         Ok(Event::Running { .. }) => deadline = Some(Instant::now() + allowance),
                         Ok(Event::Done(o)) => {
                             let why = o.message.unwrap_or_else(|| format!("{:?}", o.status));
-                            break Err(start_failure(&spec, inst.index, &log, &format!("exited before it was ready ({why})")));
+                            break Err(start_failure(&spec, &inst.name, &log, &format!("exited before it was ready ({why})")));
                         }
                         _ => {}
                     },
-                    _ => break Err(start_failure(&spec, inst.index, &log, "stopped before it was ready")),
+                    _ => break Err(start_failure(&spec, &inst.name, &log, "stopped before it was ready")),
                 },
                 _ = tokio::time::sleep(Duration::from_millis(50)) => {
                     if let Some(p) = std::fs::read_to_string(&port_file).ok().and_then(|t| t.trim().parse::<u16>().ok())
@@ -371,7 +405,7 @@ async fn supervise(
                     }
                     if deadline.is_some_and(|d| Instant::now() > d) {
                         terminate(&mut running).await;
-                        break Err(start_failure(&spec, inst.index, &log, &format!("was not ready within {} s", allowance.as_secs())));
+                        break Err(start_failure(&spec, &inst.name, &log, &format!("was not ready within {} s", allowance.as_secs())));
                     }
                 }
             }
@@ -433,10 +467,10 @@ async fn serve(
                 Ok(Some(text)) => {
                     if let Ok(Event::Done(o)) = serde_json::from_str::<Event>(&text) {
                         let why = o.message.unwrap_or_else(|| format!("{:?}", o.status));
-                        return Some(stop_failure(spec, inst.index, log, &format!("exited ({why}); restarting")));
+                        return Some(stop_failure(spec, &inst.name, log, &format!("exited ({why}); restarting")));
                     }
                 }
-                _ => return Some(stop_failure(spec, inst.index, log, "stopped; restarting")),
+                _ => return Some(stop_failure(spec, &inst.name, log, "stopped; restarting")),
             },
             _ = tick.tick() => {
                 if inst.port.load(Ordering::Relaxed) != 0 && last_probe.elapsed() < period {
@@ -457,8 +491,8 @@ async fn serve(
                 if failures >= spec.liveness.failure_threshold {
                     terminate(running).await;
                     return Some(format!(
-                        "instance {} of {} failed its liveness probe {failures} times in a row; restarting",
-                        inst.index, spec.label
+                        "{} of {} failed its liveness probe {failures} times in a row; restarting",
+                        inst.name, spec.label
                     ));
                 }
             }
