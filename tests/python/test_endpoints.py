@@ -499,3 +499,128 @@ def test_python_deployments_come_back_after_a_restart_and_die_with_the_server(tm
         server.stop()
     # A server stopped normally stops its workers too.
     wait_until(lambda: not subprocess.run(["pgrep", "-f", str(data)], capture_output=True).stdout, timeout=20)
+
+
+# ---- Batch endpoints ------------------------------------------------------------------------
+
+
+def csv_folder(tmp_path, n_files=5, rows=4):
+    from sklearn.datasets import load_iris
+
+    X, _ = load_iris(return_X_y=True, as_frame=True)
+    folder = tmp_path / "heart-data"
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n_files):
+        X.iloc[i * 30 : i * 30 + rows].to_csv(folder / f"part-{i:02d}.csv", index=False)
+    return folder, X
+
+
+BATCH_SCORE_PY = """
+import os, joblib
+import pandas as pd
+
+def init():
+    global model
+    model = joblib.load(os.path.join(os.environ["AZUREML_MODEL_DIR"], "model", "model.pkl"))
+
+def run(mini_batch):
+    rows = []
+    for path in mini_batch:
+        if "part-03" in path and os.environ.get("FAIL_PART_03"):
+            raise ValueError("cannot read " + os.path.basename(path))
+        df = pd.read_csv(path)
+        for p in model.predict(df.values):
+            rows.append([os.path.basename(path), int(p)])
+    return pd.DataFrame(rows, columns=["file", "prediction"])
+"""
+
+
+def wait_job(server, name, timeout=180):
+    job = {}
+
+    def done():
+        nonlocal job
+        job = server.api("GET", f"/api/v1/jobs/{name}").json()
+        return job["status"] in ("Completed", "Failed", "Canceled")
+
+    wait_until(done, timeout=timeout)
+    return job
+
+
+def test_batch_endpoint_scores_a_folder_of_csv_files_with_an_mlflow_model(wserver, tmp_path, monkeypatch):
+    import mlflow
+    from sklearn.linear_model import LogisticRegression
+
+    folder, X = csv_folder(tmp_path)
+    _, y = __import__("sklearn.datasets", fromlist=["load_iris"]).load_iris(return_X_y=True, as_frame=True)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", wserver.url)
+    model = LogisticRegression(max_iter=500).fit(X, y)
+    with mlflow.start_run():
+        mlflow.sklearn.log_model(model, name="model", registered_model_name="iris-batch", input_example=X[:2])
+    write(tmp_path / "endpoint.yml", "$schema: https://azuremlschemas.azureedge.net/latest/batchEndpoint.schema.json\nname: iris-batch-ep\ndescription: iris in bulk\n")
+    ok(wserver, "batch-endpoint", "create", "-f", str(tmp_path / "endpoint.yml"))
+    write(
+        tmp_path / "deployment.yml",
+        "$schema: https://azuremlschemas.azureedge.net/latest/modelBatchDeployment.schema.json\n"
+        "name: classifier\nendpoint_name: iris-batch-ep\ntype: model\nmodel: azureml:iris-batch:1\n"
+        "compute: azureml:batch-cluster\nresources: {instance_count: 1}\n"
+        "settings:\n  max_concurrency_per_instance: 2\n  mini_batch_size: 2\n  output_action: append_row\n"
+        "  output_file_name: predictions.csv\n  retry_settings: {max_retries: 1, timeout: 60}\n  error_threshold: -1\n",
+    )
+    dep = json.loads(ok(wserver, "-o", "json", "batch-deployment", "create", "-f", str(tmp_path / "deployment.yml"), "--set-default").stdout)
+    assert dep["settings"]["mini_batch_size"] == 2 and dep["environment"] == "the model's environment"
+    shown = json.loads(ok(wserver, "-o", "json", "batch-endpoint", "show", "-n", "iris-batch-ep").stdout)
+    assert shown["default_deployment"] == "classifier"
+
+    out = ok(wserver, "-o", "json", "batch-endpoint", "invoke", "-n", "iris-batch-ep", "--input", str(folder), "--input-type", "uri_folder")
+    job = json.loads(out.stdout)
+    done = wait_job(wserver, job["name"], timeout=300)
+    log = wserver.api("GET", f"/api/v1/jobs/{job['name']}/log").text
+    assert done["status"] == "Completed", log
+    assert "5 files in 3 mini-batches" in log and "5 files scored, 0 failed, 20 rows written" in log
+    dl = tmp_path / "download"
+    ok(wserver, "job", "download", "-n", job["name"], "--output-name", "score", "--download-path", str(dl))
+    found = list(dl.rglob("predictions.csv"))
+    assert len(found) == 1, list(dl.rglob("*"))
+    lines = found[0].read_text().splitlines()
+    assert len(lines) == 20
+    want = model.predict(X.iloc[[i * 30 + r for i in range(5) for r in range(4)]]).tolist()
+    assert [int(line.split(",")[2]) for line in lines] == want
+    assert lines[0].startswith("part-00.csv,0,")
+    jobs = json.loads(ok(wserver, "-o", "json", "batch-endpoint", "list-jobs", "-n", "iris-batch-ep").stdout)
+    assert [j["name"] for j in jobs] == [job["name"]]
+
+
+def test_batch_scoring_script_retries_and_error_threshold(wserver, tmp_path):
+    folder, _ = csv_folder(tmp_path, n_files=4, rows=3)
+    sklearn_folder(tmp_path)
+    write(tmp_path / "code" / "batch_driver.py", BATCH_SCORE_PY)
+    write(tmp_path / "ep.yml", "name: script-batch\n")
+    ok(wserver, "batch-endpoint", "create", "-f", str(tmp_path / "ep.yml"))
+    spec = (
+        "name: scorer\nendpoint_name: script-batch\nmodel:\n  path: ./model\n"
+        "code_configuration: {code: ./code, scoring_script: batch_driver.py}\nenvironment: {image: python}\n"
+        "settings:\n  mini_batch_size: 1\n  output_file_name: out.csv\n  retry_settings: {max_retries: 1}\n"
+        "  error_threshold: {threshold}\n  environment_variables: {{FAIL_PART_03: '1'}}\n"
+    )
+    write(tmp_path / "d.yml", spec.replace("{threshold}", "-1").replace("{{", "{").replace("}}", "}"))
+    ok(wserver, "batch-deployment", "create", "-f", str(tmp_path / "d.yml"))
+    out = ok(wserver, "-o", "json", "batch-endpoint", "invoke", "-n", "script-batch", "--input", str(folder), "--set", "output_file_name=scores.csv")
+    job = wait_job(wserver, json.loads(out.stdout)["name"])
+    log = wserver.api("GET", f"/api/v1/jobs/{job['name']}/log").text
+    assert job["status"] == "Completed", log
+    assert "retry 1 of 1" in log and "ValueError: cannot read part-03.csv" in log
+    assert "3 files scored, 1 failed, 9 rows written" in log
+
+    # With error_threshold 0 the failed file fails the job.
+    write(tmp_path / "d.yml", spec.replace("{threshold}", "0").replace("{{", "{").replace("}}", "}"))
+    ok(wserver, "batch-deployment", "update", "-f", str(tmp_path / "d.yml"))
+    out = ok(wserver, "-o", "json", "batch-endpoint", "invoke", "-n", "script-batch", "--input", str(folder))
+    job = wait_job(wserver, json.loads(out.stdout)["name"])
+    assert job["status"] == "Failed"
+    assert "more than error_threshold 0" in wserver.api("GET", f"/api/v1/jobs/{job['name']}/log").text
+
+    out = kiln(wserver, "batch-endpoint", "invoke", "-n", "script-batch", "--input", str(tmp_path / "missing"))
+    assert out.returncode != 0 and "does not exist" in out.stderr
+    out = kiln(wserver, "batch-endpoint", "invoke", "-n", "nope", "--input", "azureml:x:1")
+    assert out.returncode != 0 and "batch endpoint 'nope' does not exist" in out.stderr

@@ -675,3 +675,89 @@ pub struct OnlineDeploymentList {
 pub struct DeploymentLogs {
     pub content: String,
 }
+
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct BatchEndpoint {
+    pub name: String,
+    pub description: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    /// The deployment an invocation without `deployment_name` runs.
+    pub default_deployment: Option<String>,
+    pub deployments: Vec<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct BatchEndpointList {
+    pub endpoints: Vec<BatchEndpoint>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone, Default)]
+pub struct BatchEndpointUpdate {
+    pub spec: Option<String>,
+    pub source: Option<String>,
+    #[serde(default)]
+    pub overrides: Vec<String>,
+    pub default_deployment: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone, Default)]
+pub struct BatchDeploymentCreate {
+    pub spec: String,
+    pub source: Option<String>,
+    #[serde(default)]
+    pub overrides: Vec<String>,
+    /// Make it the endpoint's default deployment.
+    #[serde(default)]
+    pub set_default: bool,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct BatchSettings {
+    pub max_concurrency_per_instance: u64,
+    pub mini_batch_size: u64,
+    pub output_action: String,
+    pub output_file_name: String,
+    pub max_retries: u64,
+    pub retry_timeout_s: u64,
+    pub error_threshold: i64,
+    pub logging_level: String,
+    pub environment_variables: BTreeMap<String, String>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct BatchDeployment {
+    pub name: String,
+    pub endpoint_name: String,
+    pub description: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    pub model: DeploymentModel,
+    pub scoring_script: Option<String>,
+    pub environment: String,
+    pub instance_count: u64,
+    pub settings: BatchSettings,
+    pub provisioning_state: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct BatchDeploymentList {
+    pub deployments: Vec<BatchDeployment>,
+}
+
+/// `batch-endpoint invoke`: what to score, and overrides of the deployment's settings.
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone, Default)]
+pub struct BatchInvoke {
+    pub deployment_name: Option<String>,
+    /// An uploaded snapshot (`cas:…`), a URL, a data asset (`azureml:name:version`) or a
+    /// datastore path.
+    pub input: String,
+    /// `uri_folder` (default) or `uri_file`.
+    pub input_type: Option<String>,
+    pub mini_batch_size: Option<u64>,
+    pub instance_count: Option<u64>,
+    pub output_file_name: Option<String>,
+    pub job_name: Option<String>,
+}

@@ -379,6 +379,68 @@ impl Client {
             response.text().await.map_err(|source| ClientError::Unreachable { url: self.base.clone(), source })?;
         Ok((status, text))
     }
+
+    pub async fn create_batch_endpoint(&self, spec: &EndpointSpec) -> Result<BatchEndpoint> {
+        self.send(reqwest::Method::POST, "/batch-endpoints", Some(spec)).await
+    }
+
+    pub async fn batch_endpoint(&self, name: &str) -> Result<BatchEndpoint> {
+        self.get(&format!("/batch-endpoints/{}", encode(name)), vec![]).await
+    }
+
+    pub async fn batch_endpoints(&self) -> Result<BatchEndpointList> {
+        self.get("/batch-endpoints", vec![]).await
+    }
+
+    pub async fn update_batch_endpoint(&self, name: &str, update: &BatchEndpointUpdate) -> Result<BatchEndpoint> {
+        self.send(reqwest::Method::PATCH, &format!("/batch-endpoints/{}", encode(name)), Some(update)).await
+    }
+
+    pub async fn delete_batch_endpoint(&self, name: &str) -> Result<()> {
+        let url = format!("{}/api/v1/batch-endpoints/{}", self.base, encode(name));
+        self.answer(self.http.delete(&url)).await?;
+        Ok(())
+    }
+
+    pub async fn invoke_batch_endpoint(&self, name: &str, req: &BatchInvoke) -> Result<Job> {
+        self.send(reqwest::Method::POST, &format!("/batch-endpoints/{}/invoke", encode(name)), Some(req)).await
+    }
+
+    pub async fn batch_endpoint_jobs(&self, name: &str) -> Result<JobPage> {
+        self.get(&format!("/batch-endpoints/{}/jobs", encode(name)), vec![]).await
+    }
+
+    pub async fn create_batch_deployment(
+        &self,
+        endpoint: &str,
+        req: &BatchDeploymentCreate,
+    ) -> Result<BatchDeployment> {
+        self.send(reqwest::Method::POST, &format!("/batch-endpoints/{}/deployments", encode(endpoint)), Some(req)).await
+    }
+
+    pub async fn update_batch_deployment(
+        &self,
+        endpoint: &str,
+        name: &str,
+        req: &BatchDeploymentCreate,
+    ) -> Result<BatchDeployment> {
+        let path = format!("/batch-endpoints/{}/deployments/{}", encode(endpoint), encode(name));
+        self.send(reqwest::Method::PUT, &path, Some(req)).await
+    }
+
+    pub async fn batch_deployment(&self, endpoint: &str, name: &str) -> Result<BatchDeployment> {
+        self.get(&format!("/batch-endpoints/{}/deployments/{}", encode(endpoint), encode(name)), vec![]).await
+    }
+
+    pub async fn batch_deployments(&self, endpoint: &str) -> Result<BatchDeploymentList> {
+        self.get(&format!("/batch-endpoints/{}/deployments", encode(endpoint)), vec![]).await
+    }
+
+    pub async fn delete_batch_deployment(&self, endpoint: &str, name: &str) -> Result<()> {
+        let url = format!("{}/api/v1/batch-endpoints/{}/deployments/{}", self.base, encode(endpoint), encode(name));
+        self.answer(self.http.delete(&url)).await?;
+        Ok(())
+    }
 }
 
 fn api_error(status: reqwest::StatusCode, body: &[u8]) -> ClientError {

@@ -6,6 +6,7 @@
 
 mod artifacts;
 mod assets;
+mod batch;
 mod endpoints;
 mod error;
 mod fields;
@@ -162,7 +163,8 @@ pub fn router(state: Shared) -> Router {
                 .merge(jobs::routes())
                 .merge(assets::routes())
                 .merge(schedules::routes())
-                .merge(endpoints::routes()),
+                .merge(endpoints::routes())
+                .merge(batch::routes()),
         )
         // JSON bodies are read whole; artifacts stream and are not limited by this.
         .layer(DefaultBodyLimit::max(64 * 1024 * 1024));

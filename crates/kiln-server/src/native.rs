@@ -143,6 +143,7 @@ async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     doc.merge(crate::assets::AssetsDoc::openapi());
     doc.merge(crate::schedules::SchedulesDoc::openapi());
     doc.merge(crate::endpoints::EndpointsDoc::openapi());
+    doc.merge(crate::batch::BatchDoc::openapi());
     Json(doc)
 }
 

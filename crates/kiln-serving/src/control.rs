@@ -62,15 +62,15 @@ fn worker_count(env: &BTreeMap<String, String>) -> Result<u64> {
     }
 }
 
-fn invalid(e: kiln_spec::SpecError) -> ServiceError {
+pub(crate) fn invalid(e: kiln_spec::SpecError) -> ServiceError {
     ServiceError::invalid(e.to_string())
 }
 
-fn parse_doc<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> Result<T> {
+pub(crate) fn parse_doc<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> Result<T> {
     serde_json::from_str(text).map_err(|e| ServiceError::internal(format!("{what} cannot be read: {e}")))
 }
 
-fn to_json<T: serde::Serialize>(v: &T) -> String {
+pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
 

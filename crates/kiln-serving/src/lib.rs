@@ -13,6 +13,7 @@
 //! values; the answer is a status number, a content type and a body.
 
 pub mod auth;
+pub mod batch;
 mod control;
 mod live;
 pub mod metrics;

@@ -59,6 +59,13 @@ pub enum Command {
     /// Deployments of online endpoints: a model (and optionally a scoring script) served.
     #[command(subcommand)]
     OnlineDeployment(OnlineDeploymentCmd),
+    /// Batch endpoints: score files, folders or data assets in bulk; each invocation is a job.
+    #[command(subcommand)]
+    BatchEndpoint(BatchEndpointCmd),
+    /// Deployments of batch endpoints: a model (and optionally a scoring script) and how
+    /// files are scored.
+    #[command(subcommand)]
+    BatchDeployment(BatchDeploymentCmd),
     /// Benchmarks of Kiln's own parts, for the scripts in `benches/`.
     #[command(subcommand, hide = true)]
     Bench(BenchCmd),
@@ -304,6 +311,120 @@ pub enum BenchCmd {
         /// Seconds of load before measuring (connections open, caches warm).
         #[arg(long, default_value_t = 1.0)]
         warmup: f64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BatchEndpointCmd {
+    /// Create a batch endpoint from its YAML file.
+    Create {
+        #[arg(long, short = 'f')]
+        file: PathBuf,
+        #[arg(long, short = 'n')]
+        name: Option<String>,
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        set: Vec<String>,
+    },
+    Show {
+        #[arg(long, short = 'n')]
+        name: String,
+    },
+    List,
+    /// Change an endpoint (-f FILE), or its default deployment
+    /// (`--set defaults.deployment_name=NAME`).
+    Update {
+        #[arg(long, short = 'n')]
+        name: Option<String>,
+        #[arg(long, short = 'f')]
+        file: Option<PathBuf>,
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        set: Vec<String>,
+    },
+    /// Delete a batch endpoint and its deployments (the jobs it ran are kept).
+    Delete {
+        #[arg(long, short = 'n')]
+        name: String,
+        #[arg(long, short = 'y')]
+        yes: bool,
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Score a file, a folder (uploaded from here), a data asset or a URL; prints the job.
+    Invoke {
+        #[arg(long, short = 'n')]
+        name: String,
+        #[arg(long, short = 'd')]
+        deployment_name: Option<String>,
+        /// A local file or folder, a URL, `azureml:<data>:<version>` or `azureml:<data>@latest`.
+        #[arg(long, alias = "input-data", alias = "input-path", alias = "input-local-path")]
+        input: String,
+        /// `uri_folder` or `uri_file` (a local path says which by itself).
+        #[arg(long)]
+        input_type: Option<String>,
+        #[arg(long, short = 'm')]
+        mini_batch_size: Option<u64>,
+        #[arg(long, short = 'c')]
+        instance_count: Option<u64>,
+        #[arg(long)]
+        job_name: Option<String>,
+        /// `output_file_name=NAME`.
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        set: Vec<String>,
+        /// Follow the job's log until it ends.
+        #[arg(long, short = 's')]
+        stream: bool,
+    },
+    /// The jobs an endpoint's invocations created.
+    ListJobs {
+        #[arg(long, short = 'n')]
+        name: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BatchDeploymentCmd {
+    /// Create a batch deployment from its YAML file.
+    Create {
+        #[arg(long, short = 'f')]
+        file: PathBuf,
+        #[arg(long, short = 'n')]
+        name: Option<String>,
+        #[arg(long, short = 'e')]
+        endpoint_name: Option<String>,
+        /// Make it the endpoint's default deployment.
+        #[arg(long)]
+        set_default: bool,
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        set: Vec<String>,
+    },
+    /// Replace a batch deployment's spec.
+    Update {
+        #[arg(long, short = 'f')]
+        file: PathBuf,
+        #[arg(long, short = 'n')]
+        name: Option<String>,
+        #[arg(long, short = 'e')]
+        endpoint_name: Option<String>,
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        set: Vec<String>,
+    },
+    Show {
+        #[arg(long, short = 'n')]
+        name: String,
+        #[arg(long, short = 'e')]
+        endpoint_name: String,
+    },
+    List {
+        #[arg(long, short = 'e')]
+        endpoint_name: String,
+    },
+    Delete {
+        #[arg(long, short = 'n')]
+        name: String,
+        #[arg(long, short = 'e')]
+        endpoint_name: String,
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
 }
 
@@ -687,6 +808,8 @@ pub async fn run(args: Args) -> Result<()> {
         Command::Schedule(cmd) => schedule(&client, cmd, format).await,
         Command::OnlineEndpoint(cmd) => endpoints::endpoint(&client, cmd, format).await,
         Command::OnlineDeployment(cmd) => endpoints::deployment(&client, cmd, format).await,
+        Command::BatchEndpoint(cmd) => endpoints::batch_endpoint(&client, cmd, format).await,
+        Command::BatchDeployment(cmd) => endpoints::batch_deployment(&client, cmd, format).await,
         Command::Compute(ComputeCmd::Create { file, name, kind, max_instances, .. }) => {
             jobs::create_compute(&client, file, name, kind, max_instances, format).await
         }

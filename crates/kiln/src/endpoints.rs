@@ -7,12 +7,15 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use kiln_api::{EndpointSpec, OnlineDeployment, OnlineDeploymentCreate, OnlineEndpointUpdate};
+use kiln_api::{
+    BatchDeploymentCreate, BatchEndpointUpdate, BatchInvoke, EndpointSpec, OnlineDeployment, OnlineDeploymentCreate,
+    OnlineEndpointUpdate,
+};
 use kiln_client::Client;
 use kiln_spec::Node;
 
 use crate::bundle::{Bundler, entry_mut, local_path, scalar, text};
-use crate::cli::{OnlineDeploymentCmd, OnlineEndpointCmd};
+use crate::cli::{BatchDeploymentCmd, BatchEndpointCmd, OnlineDeploymentCmd, OnlineEndpointCmd};
 use crate::output::{self, Format};
 use crate::upload;
 
@@ -265,4 +268,152 @@ pub async fn deployment(client: &Client, cmd: OnlineDeploymentCmd, format: Forma
             Ok(())
         }
     }
+}
+
+/// `--set output_file_name=x` of `batch-endpoint invoke`.
+fn invoke_override(set: &[String]) -> Result<Option<String>> {
+    let mut name = None;
+    for s in set {
+        match s.split_once('=') {
+            Some(("output_file_name", v)) => name = Some(v.to_string()),
+            _ => bail!("--set '{s}': batch-endpoint invoke takes output_file_name=NAME"),
+        }
+    }
+    Ok(name)
+}
+
+pub async fn batch_endpoint(client: &Client, cmd: BatchEndpointCmd, format: Format) -> Result<()> {
+    match cmd {
+        BatchEndpointCmd::Create { file, name, mut set } => {
+            if let Some(n) = name {
+                set.push(format!("name={n}"));
+            }
+            let (label, tree, _) = load(&file, &set, kiln_spec::endpoint::batch_endpoint)?;
+            let spec = EndpointSpec { spec: tree.to_flow(), source: Some(label), overrides: Vec::new() };
+            output::structured_value(&client.create_batch_endpoint(&spec).await?, format)
+        }
+        BatchEndpointCmd::Show { name } => output::structured_value(&client.batch_endpoint(&name).await?, format),
+        BatchEndpointCmd::List => output::batch_endpoints(&client.batch_endpoints().await?.endpoints, format),
+        BatchEndpointCmd::Update { name, file, set } => {
+            let mut update = BatchEndpointUpdate::default();
+            let name = match (file, name) {
+                (Some(f), name) => {
+                    let mut set = set;
+                    if let Some(n) = &name {
+                        set.push(format!("name={n}"));
+                    }
+                    let (label, tree, e) = load(&f, &set, kiln_spec::endpoint::batch_endpoint)?;
+                    update.spec = Some(tree.to_flow());
+                    update.source = Some(label);
+                    e.name
+                }
+                (None, Some(n)) => {
+                    for s in &set {
+                        match s.split_once('=') {
+                            Some(("defaults.deployment_name", v)) => update.default_deployment = Some(v.to_string()),
+                            _ => bail!("--set '{s}': without -f, update takes defaults.deployment_name=NAME"),
+                        }
+                    }
+                    n
+                }
+                (None, None) => bail!("name the endpoint: -n NAME (or -f FILE)"),
+            };
+            output::structured_value(&client.update_batch_endpoint(&name, &update).await?, format)
+        }
+        BatchEndpointCmd::Delete { name, .. } => {
+            client.delete_batch_endpoint(&name).await?;
+            eprintln!("deleted batch endpoint '{name}' (the jobs it ran are kept)");
+            Ok(())
+        }
+        BatchEndpointCmd::Invoke {
+            name,
+            deployment_name,
+            input,
+            input_type,
+            mini_batch_size,
+            instance_count,
+            job_name,
+            set,
+            stream,
+        } => {
+            let mut req = BatchInvoke {
+                deployment_name,
+                input: input.clone(),
+                input_type,
+                mini_batch_size,
+                instance_count,
+                output_file_name: invoke_override(&set)?,
+                job_name,
+            };
+            // A local file or folder is uploaded; anything else is the server's to read.
+            if let Some(local) = local_path(Path::new("."), &input) {
+                if !local.exists() {
+                    bail!("--input: {} does not exist", local.display());
+                }
+                if local.is_dir() {
+                    req.input = upload::uri(client, &local).await?;
+                    req.input_type.get_or_insert_with(|| "uri_folder".into());
+                } else {
+                    req.input = crate::assets::upload_model_path(client, Path::new("."), &input).await?;
+                    req.input_type.get_or_insert_with(|| "uri_file".into());
+                }
+            }
+            let job = client.invoke_batch_endpoint(&name, &req).await?;
+            output::job(&job, format)?;
+            if stream {
+                let ended = crate::jobs::stream(client, &job.name).await?;
+                if ended.status != "Completed" {
+                    bail!("job {} ended {}", ended.name, ended.status);
+                }
+            }
+            Ok(())
+        }
+        BatchEndpointCmd::ListJobs { name } => output::jobs(&client.batch_endpoint_jobs(&name).await?.jobs, format),
+    }
+}
+
+pub async fn batch_deployment(client: &Client, cmd: BatchDeploymentCmd, format: Format) -> Result<()> {
+    match cmd {
+        BatchDeploymentCmd::Create { file, name, endpoint_name, set_default, set } => {
+            let (d, req) = batch_request(client, &file, name, endpoint_name, set, set_default).await?;
+            output::structured_value(&client.create_batch_deployment(&d.endpoint_name, &req).await?, format)
+        }
+        BatchDeploymentCmd::Update { file, name, endpoint_name, set } => {
+            let (d, req) = batch_request(client, &file, name, endpoint_name, set, false).await?;
+            output::structured_value(&client.update_batch_deployment(&d.endpoint_name, &d.name, &req).await?, format)
+        }
+        BatchDeploymentCmd::Show { name, endpoint_name } => {
+            output::structured_value(&client.batch_deployment(&endpoint_name, &name).await?, format)
+        }
+        BatchDeploymentCmd::List { endpoint_name } => {
+            output::batch_deployments(&client.batch_deployments(&endpoint_name).await?.deployments, format)
+        }
+        BatchDeploymentCmd::Delete { name, endpoint_name, .. } => {
+            client.delete_batch_deployment(&endpoint_name, &name).await?;
+            eprintln!("deleted batch deployment '{name}' of '{endpoint_name}'");
+            Ok(())
+        }
+    }
+}
+
+/// A batch deployment spec read, checked and bundled.
+async fn batch_request(
+    client: &Client,
+    file: &Path,
+    name: Option<String>,
+    endpoint_name: Option<String>,
+    mut set: Vec<String>,
+    set_default: bool,
+) -> Result<(kiln_spec::endpoint::BatchDeployment, BatchDeploymentCreate)> {
+    if let Some(n) = name {
+        set.push(format!("name={n}"));
+    }
+    if let Some(e) = endpoint_name {
+        set.push(format!("endpoint_name={e}"));
+    }
+    let (label, mut tree, d) = load(file, &set, kiln_spec::endpoint::batch_deployment)?;
+    let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    bundle_deployment(client, &mut tree, &label, &base).await?;
+    let req = BatchDeploymentCreate { spec: tree.to_flow(), source: Some(label), overrides: Vec::new(), set_default };
+    Ok((d, req))
 }

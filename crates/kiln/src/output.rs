@@ -782,3 +782,51 @@ pub fn online_deployment(d: &kiln_api::OnlineDeployment, format: Format) -> Resu
     }
     Ok(())
 }
+
+pub fn batch_endpoints(items: &[kiln_api::BatchEndpoint], format: Format) -> Result<()> {
+    if structured(&items, format)? {
+        return Ok(());
+    }
+    table(
+        &["NAME", "DEFAULT DEPLOYMENT", "DEPLOYMENTS", "CREATED"],
+        items
+            .iter()
+            .map(|e| {
+                vec![
+                    e.name.clone(),
+                    e.default_deployment.clone().unwrap_or_else(|| "-".into()),
+                    e.deployments.join(" "),
+                    time(Some(e.created_at)),
+                ]
+            })
+            .collect(),
+    );
+    Ok(())
+}
+
+pub fn batch_deployments(items: &[kiln_api::BatchDeployment], format: Format) -> Result<()> {
+    if structured(&items, format)? {
+        return Ok(());
+    }
+    table(
+        &["NAME", "MODEL", "SCRIPT", "MINI BATCH", "CONCURRENCY", "OUTPUT"],
+        items
+            .iter()
+            .map(|d| {
+                let s = &d.settings;
+                vec![
+                    d.name.clone(),
+                    match (&d.model.name, &d.model.version) {
+                        (Some(n), Some(v)) => format!("{n}:{v}"),
+                        _ => d.model.label.clone(),
+                    },
+                    d.scoring_script.clone().unwrap_or_else(|| "-".into()),
+                    s.mini_batch_size.to_string(),
+                    format!("{}×{}", d.instance_count, s.max_concurrency_per_instance),
+                    format!("{} {}", s.output_action, s.output_file_name),
+                ]
+            })
+            .collect(),
+    );
+    Ok(())
+}
