@@ -321,12 +321,22 @@ def worker_cache(tmp_path_factory):
 
 
 @pytest.fixture
-def wserver(tmp_path, worker_cache):
+def wserver(tmp_path, worker_cache, monkeypatch):
     import sys
+
+    import mlflow
 
     path = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
     s = KilnServer(tmp_path / "data", env={"PATH": path, "KILN_CACHE_DIR": str(worker_cache)}).start()
+    # The mlflow client points at this server; its fluent API remembers the active experiment
+    # across servers, so start on "0".
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", s.url)
+    mlflow.set_tracking_uri(s.url)
+    mlflow.set_experiment(experiment_id="0")
     yield s
+    while mlflow.active_run():
+        mlflow.end_run()
+    mlflow.set_tracking_uri(None)
     s.stop()
 
 
@@ -362,12 +372,11 @@ def run(raw_data):
 """
 
 
-def test_mlflow_model_logged_with_the_client_is_registered_deployed_and_scored(wserver, tmp_path, monkeypatch):
+def test_mlflow_model_logged_with_the_client_is_registered_deployed_and_scored(wserver, tmp_path):
     import mlflow
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", wserver.url)
     X, y = load_iris(return_X_y=True, as_frame=True)
     model = LogisticRegression(max_iter=500).fit(X, y)
     with mlflow.start_run():
@@ -547,13 +556,13 @@ def wait_job(server, name, timeout=180):
     return job
 
 
-def test_batch_endpoint_scores_a_folder_of_csv_files_with_an_mlflow_model(wserver, tmp_path, monkeypatch):
+def test_batch_endpoint_scores_a_folder_of_csv_files_with_an_mlflow_model(wserver, tmp_path):
     import mlflow
+    from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
 
     folder, X = csv_folder(tmp_path)
-    _, y = __import__("sklearn.datasets", fromlist=["load_iris"]).load_iris(return_X_y=True, as_frame=True)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", wserver.url)
+    _, y = load_iris(return_X_y=True, as_frame=True)
     model = LogisticRegression(max_iter=500).fit(X, y)
     with mlflow.start_run():
         mlflow.sklearn.log_model(model, name="model", registered_model_name="iris-batch", input_example=X[:2])
