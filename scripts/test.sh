@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Runs Kiln's whole test suite on a fresh machine:
-#   - installs what the tests need: PostgreSQL from Debian's packages, the pinned Python
-#     packages (tests/python/requirements.txt) into ./.venv;
+#   - installs what the tests need: PostgreSQL, chromium and chromedriver from Debian's
+#     packages, the pinned Python packages (tests/python/requirements.txt) into ./.venv;
 #   - starts a throwaway PostgreSQL and an S3-compatible server (moto) on 127.0.0.1;
 #   - runs the Rust tests (the store suite on SQLite and PostgreSQL) and the Python tests
-#     that drive the stock mlflow client against a real `kiln` server;
+#     that drive the stock mlflow client and a headless browser against a real `kiln` server
+#     (the studio's screenshots land in .test-artifacts/);
 #   - stops everything it started.
 set -euo pipefail
 
@@ -73,6 +74,14 @@ run_pg "$PG_CTL" -D "$WORK/pg" -l "$WORK/pg/server.log" -w \
     -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $WORK/pg -c fsync=off -c max_connections=300" start >/dev/null
 export KILN_TEST_POSTGRES_URL="postgresql://postgres@127.0.0.1:$PG_PORT/postgres"
 export KILN_REQUIRE_POSTGRES=1
+
+# ---- Chromium and chromedriver (the studio's browser tests) --------------------------------
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+    log "installing chromium and chromedriver (Debian packages)"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+export KILN_TEST_ARTIFACTS="${KILN_TEST_ARTIFACTS:-$ROOT/.test-artifacts}"
 
 # ---- Python test environment --------------------------------------------------------------
 REQ=tests/python/requirements.txt

@@ -14,6 +14,7 @@ mod jobs;
 mod mlflow;
 pub mod native;
 mod schedules;
+mod studio;
 mod wire;
 
 use std::sync::Arc;
@@ -43,6 +44,7 @@ pub struct AppState {
     pub registry: Registry,
     pub orchestrator: Orchestrator,
     pub serving: Serving,
+    pub studio: kiln_studio::Studio,
 }
 
 pub type Shared = Arc<AppState>;
@@ -106,7 +108,8 @@ pub async fn open(config: &WorkspaceConfig) -> Result<Shared, OpenError> {
             artifact_store: config.artifacts.clone(),
         },
     );
-    Ok(Arc::new(AppState { tracking, registry, orchestrator, serving }))
+    let studio = kiln_studio::Studio::new(tracking.clone(), orchestrator.clone(), serving.clone());
+    Ok(Arc::new(AppState { tracking, registry, orchestrator, serving, studio }))
 }
 
 async fn resolve_identity(mut req: Request, next: Next) -> Response {
@@ -171,6 +174,7 @@ pub fn router(state: Shared) -> Router {
     Router::new()
         .merge(api)
         .merge(endpoints::data_plane())
+        .merge(studio::routes())
         .route("/health", get(|| async { "OK" }))
         .route("/version", get(|| async { MLFLOW_COMPAT_VERSION }))
         .fallback(not_found)

@@ -1,0 +1,96 @@
+//! The studio's routes under `/ui`: pages rendered by `kiln-studio`, its embedded assets, and
+//! error pages in HTML with the status the error stands for.
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use kiln_studio::{ExperimentQuery, StudioError};
+use kiln_tracking::ErrorKind;
+use serde::Deserialize;
+
+use crate::Shared;
+
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/ui", get(home))
+        .route("/ui/", get(|| async { Redirect::permanent("/ui") }))
+        .route("/ui/experiments", get(experiments))
+        .route("/ui/experiments/{id}", get(experiment))
+        .route("/ui/runs/{id}", get(run))
+        .route("/ui/static/{*path}", get(asset))
+}
+
+fn page(result: kiln_studio::Result<String>) -> Response {
+    match result {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => {
+            let status = match &e {
+                StudioError::Service(s) => match s.kind {
+                    ErrorKind::NotFound => StatusCode::NOT_FOUND,
+                    ErrorKind::InvalidParameter | ErrorKind::AlreadyExists => StatusCode::BAD_REQUEST,
+                    ErrorKind::NotImplemented => StatusCode::NOT_IMPLEMENTED,
+                    ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+                },
+                StudioError::Render(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            let message = e.to_string().replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+            let body = format!(
+                "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{} · Kiln studio</title>\
+                 <link rel=\"stylesheet\" href=\"/ui/static/studio.css\"></head><body><main><h1>{}</h1>\
+                 <p class=\"error\" role=\"alert\">{message}</p><p><a href=\"/ui\">Back to the workspace</a></p></main></body></html>",
+                status.as_u16(),
+                status.canonical_reason().unwrap_or("Error")
+            );
+            (status, Html(body)).into_response()
+        }
+    }
+}
+
+async fn home(State(s): State<Shared>) -> Response {
+    page(s.studio.home().await)
+}
+
+async fn experiments(State(s): State<Shared>) -> Response {
+    page(s.studio.experiments().await)
+}
+
+#[derive(Deserialize, Default)]
+struct ExperimentParams {
+    filter: Option<String>,
+    order_by: Option<String>,
+    page_token: Option<String>,
+}
+
+async fn experiment(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+    q: Result<Query<ExperimentParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let q = q.map(|Query(q)| q).unwrap_or_default();
+    let query = ExperimentQuery { filter: q.filter, order_by: q.order_by, page_token: q.page_token };
+    page(s.studio.experiment(&id, &query).await)
+}
+
+async fn run(State(s): State<Shared>, Path(id): Path<String>) -> Response {
+    page(s.studio.run(&id).await)
+}
+
+async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
+    let Some((content_type, data, etag)) = kiln_studio::asset(&path) else {
+        return (StatusCode::NOT_FOUND, "Not Found").into_response();
+    };
+    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
+        return StatusCode::NOT_MODIFIED.into_response();
+    }
+    (
+        [
+            (header::CONTENT_TYPE, content_type.to_string()),
+            (header::ETAG, etag),
+            (header::CACHE_CONTROL, "no-cache".into()),
+        ],
+        data,
+    )
+        .into_response()
+}

@@ -1,0 +1,129 @@
+//! Metric charts as SVG, drawn on the server from (already down-sampled) points: a frame,
+//! the range of each axis, the line, and one hover target per point (`<title>` shows its
+//! step and value).
+
+use std::fmt::Write;
+
+/// A number as axis labels show it: short, without noise digits.
+pub fn short(v: f64) -> String {
+    if v == 0.0 {
+        return "0".into();
+    }
+    let a = v.abs();
+    if !(1e-3..1e5).contains(&a) {
+        format!("{v:.3e}")
+    } else {
+        let s = format!("{v:.4}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// A line chart of `(x, y)` points (x ascending), `w`×`h` pixels. Non-finite values are
+/// left out of the line.
+pub fn line(title: &str, x_label: &str, points: &[(f64, f64)], w: f64, h: f64) -> String {
+    let (left, right, top, bottom) = (56.0, 12.0, 24.0, 28.0);
+    let finite: Vec<(f64, f64)> = points.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite()).collect();
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r#"<svg class="chart" role="img" viewBox="0 0 {w} {h}" width="{w}" height="{h}" data-points="{}"><title>{}</title>"#,
+        finite.len(),
+        escape(title)
+    );
+    let _ = write!(svg, r#"<text class="chart-title" x="{left}" y="15">{}</text>"#, escape(title));
+    let (pw, ph) = (w - left - right, h - top - bottom);
+    let _ = write!(svg, r#"<rect class="frame" x="{left}" y="{top}" width="{pw}" height="{ph}"/>"#);
+    if finite.is_empty() {
+        let _ = write!(
+            svg,
+            r#"<text class="empty" x="{}" y="{}">no finite values</text></svg>"#,
+            left + 8.0,
+            top + ph / 2.0
+        );
+        return svg;
+    }
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for (x, y) in &finite {
+        x0 = x0.min(*x);
+        x1 = x1.max(*x);
+        y0 = y0.min(*y);
+        y1 = y1.max(*y);
+    }
+    if x1 == x0 {
+        x1 = x0 + 1.0;
+    }
+    if y1 == y0 {
+        // One value: centred, with room either side.
+        let pad = if y0 == 0.0 { 1.0 } else { y0.abs() * 0.1 };
+        y0 -= pad;
+        y1 += pad;
+    }
+    let px = |x: f64| left + (x - x0) / (x1 - x0) * pw;
+    let py = |y: f64| top + (1.0 - (y - y0) / (y1 - y0)) * ph;
+    let mut d = String::new();
+    for (i, (x, y)) in finite.iter().enumerate() {
+        let _ = write!(d, "{}{:.1},{:.1}", if i == 0 { "M" } else { " L" }, px(*x), py(*y));
+    }
+    let _ = write!(svg, r#"<path class="line" d="{d}"/>"#);
+    // A single point has no line to show it: it is drawn as a dot.
+    let class = if finite.len() == 1 { "pt solo" } else { "pt" };
+    for (x, y) in &finite {
+        let _ = write!(
+            svg,
+            r#"<circle class="{class}" cx="{:.1}" cy="{:.1}" r="3"><title>{x_label} {}: {}</title></circle>"#,
+            px(*x),
+            py(*y),
+            short(*x),
+            short(*y)
+        );
+    }
+    let _ = write!(
+        svg,
+        r#"<text class="tick" x="{}" y="{}" text-anchor="end">{}</text><text class="tick" x="{}" y="{}" text-anchor="end">{}</text>"#,
+        left - 4.0,
+        top + 10.0,
+        short(y1),
+        left - 4.0,
+        top + ph,
+        short(y0)
+    );
+    let _ = write!(
+        svg,
+        r#"<text class="tick" x="{left}" y="{}">{}</text><text class="tick" x="{}" y="{}" text-anchor="end">{}</text><text class="tick" x="{}" y="{}" text-anchor="middle">{}</text></svg>"#,
+        h - 8.0,
+        short(x0),
+        left + pw,
+        h - 8.0,
+        short(x1),
+        left + pw / 2.0,
+        h - 8.0,
+        escape(x_label)
+    );
+    svg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_with_hover_points_and_ranges() {
+        let svg = line("loss", "step", &[(0.0, 1.0), (1.0, 0.5), (2.0, f64::NAN), (3.0, 0.25)], 400.0, 200.0);
+        assert!(svg.contains(r#"data-points="3""#), "{svg}");
+        assert!(svg.contains("<title>step 3: 0.25</title>"));
+        assert!(svg.contains(">1</text>") && svg.contains(">0.25</text>"));
+        assert_eq!(line("x", "step", &[], 10.0, 10.0).matches("no finite values").count(), 1);
+        assert!(line("a<b", "step", &[(0.0, 1.0)], 10.0, 10.0).contains("a&lt;b"));
+    }
+
+    #[test]
+    fn short_numbers() {
+        assert_eq!(short(0.5), "0.5");
+        assert_eq!(short(123.0), "123");
+        assert_eq!(short(1e-7), "1.000e-7");
+    }
+}

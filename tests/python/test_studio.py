@@ -1,0 +1,168 @@
+"""The studio in a real browser: Debian's chromium driven through chromedriver (selenium),
+against a `kiln up` server populated by the stock mlflow client and a real job. Screenshots
+of every page go to .test-artifacts/studio/ (or $KILN_TEST_ARTIFACTS)."""
+
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+from conftest import KILN_BIN, KilnServer, wait_until
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ARTIFACTS = os.path.join(os.environ.get("KILN_TEST_ARTIFACTS") or os.path.join(ROOT, ".test-artifacts"), "studio")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = "/usr/bin/chromium"
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900",
+                 "--no-first-run", "--disable-background-networking", "--disable-component-update"):
+        opts.add_argument(flag)
+    # The driver is Debian's: given by path, Selenium Manager downloads nothing.
+    driver = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=opts)
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    yield driver
+    driver.quit()
+
+
+def shot(driver, name):
+    driver.save_screenshot(os.path.join(ARTIFACTS, f"{name}.png"))
+
+
+def open_page(driver, url):
+    started = time.perf_counter()
+    driver.get(url)
+    return (time.perf_counter() - started) * 1000
+
+
+def texts(driver, css):
+    from selenium.webdriver.common.by import By
+
+    return [e.text for e in driver.find_elements(By.CSS_SELECTOR, css)]
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch):
+    import mlflow
+
+    server = KilnServer(tmp_path / "data").start()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)
+    mlflow.set_tracking_uri(server.url)
+    mlflow.set_experiment("iris-sweep")
+    for i, (model, acc) in enumerate([("tree", 0.91), ("logreg", 0.95), ("forest", 0.42)]):
+        with mlflow.start_run(run_name=f"run-{model}"):
+            mlflow.log_params({"model": model, "depth": i + 2})
+            for step in range(20):
+                mlflow.log_metric("loss", 1.0 / (step + 1) + i * 0.1, step=step)
+            mlflow.log_metric("accuracy", acc)
+    job = tmp_path / "job.yml"
+    job.write_text("command: echo hello from the studio test\nenvironment: {image: python}\nexperiment_name: studio-jobs\n")
+    out = subprocess.run([KILN_BIN, "--url", server.url, "-o", "json", "job", "create", "-f", str(job)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    name = json.loads(out.stdout)["name"]
+    wait_until(lambda: server.api("GET", f"/api/v1/jobs/{name}").json()["status"] == "Completed", timeout=60)
+    yield server, name
+    while mlflow.active_run():
+        mlflow.end_run()
+    mlflow.set_tracking_uri(None)
+    server.stop()
+
+
+def test_home_experiments_runs_and_charts(browser, workspace):
+    from selenium.webdriver.common.by import By
+
+    server, job = workspace
+    ms = open_page(browser, f"{server.url}/ui")
+    print(f"home page: {ms:.0f} ms")
+    assert browser.title.startswith("Home")
+    assert job in texts(browser, "#recent-jobs td a")
+    assert "iris-sweep" in texts(browser, "#experiments td a")
+    assert not browser.find_elements(By.ID, "empty-state"), "a workspace with runs has no empty state"
+    shot(browser, "home")
+
+    browser.find_element(By.LINK_TEXT, "iris-sweep").click()
+    assert texts(browser, "h1") == ["iris-sweep"]
+    rows = browser.find_elements(By.CSS_SELECTOR, "#runs tbody tr")
+    assert len(rows) == 3
+    headers = texts(browser, "#runs th")
+    assert "accuracy" in headers and "loss" in headers and "model" in headers
+    shot(browser, "experiment")
+
+    # The API's filter grammar, from the page's form.
+    box = browser.find_element(By.ID, "filter")
+    box.clear()
+    box.send_keys("metrics.accuracy > 0.9 and params.model != 'tree'")
+    browser.find_element(By.CSS_SELECTOR, "form.search button").click()
+    names = texts(browser, "#runs tbody td:first-child a")
+    assert names == ["run-logreg"], names
+    box = browser.find_element(By.ID, "filter")
+    box.clear()
+    box.send_keys("metrics.accuracy >>> 1")
+    browser.find_element(By.CSS_SELECTOR, "form.search button").click()
+    error = browser.find_element(By.ID, "filter-error").text
+    assert "metrics.accuracy" in error or "Invalid" in error or "filter" in error.lower(), error
+    shot(browser, "experiment-bad-filter")
+
+    browser.get(f"{server.url}/ui/experiments")
+    browser.find_element(By.LINK_TEXT, "iris-sweep").click()
+    browser.find_element(By.LINK_TEXT, "run-tree").click()
+    assert browser.find_element(By.ID, "run-status").text == "FINISHED"
+    charts = {f.get_attribute("data-key"): f for f in browser.find_elements(By.CSS_SELECTOR, "figure.metric-chart")}
+    assert set(charts) == {"accuracy", "loss"}
+    assert charts["loss"].find_element(By.CSS_SELECTOR, "svg").get_attribute("data-points") == "20"
+    params = dict(zip(texts(browser, "#params th"), texts(browser, "#params td")))
+    assert params == {"depth": "2", "model": "tree"}
+    shot(browser, "run")
+
+    # A job's run is a run like any other.
+    browser.get(f"{server.url}/ui/runs/{job}")
+    assert browser.find_element(By.ID, "run-status").text == "FINISHED"
+
+    # Unknown objects get a 404 page that says so; assets are served from the binary.
+    browser.get(f"{server.url}/ui/runs/nope")
+    assert "Not Found" in browser.title or "404" in browser.title
+    import requests
+
+    assert requests.get(f"{server.url}/ui/runs/nope").status_code == 404
+    css = requests.get(f"{server.url}/ui/static/studio.css")
+    assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+    assert requests.get(f"{server.url}/ui/static/studio.css", headers={"If-None-Match": css.headers["etag"]}).status_code == 304
+
+
+def test_a_running_run_updates_without_a_reload(browser, tmp_path, monkeypatch):
+    import mlflow
+    from selenium.webdriver.common.by import By
+
+    server = KilnServer(tmp_path / "data").start()
+    try:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)
+        mlflow.set_tracking_uri(server.url)
+        mlflow.set_experiment(experiment_id="0")
+        browser.get(f"{server.url}/ui")
+        assert browser.find_element(By.ID, "empty-state").is_displayed()
+        assert "kiln job create" in browser.find_element(By.ID, "empty-state").text
+        shot(browser, "empty")
+        run = mlflow.start_run(run_name="live")
+        mlflow.log_metric("loss", 1.0, step=0)
+        browser.get(f"{server.url}/ui/runs/{run.info.run_id}")
+        marker = browser.execute_script("window.__kiln_marker = 1; return window.__kiln_marker;")
+        assert marker == 1
+        assert browser.find_element(By.ID, "run-status").text == "RUNNING"
+        for step in range(1, 6):
+            mlflow.log_metric("loss", 1.0 / (step + 1), step=step)
+        mlflow.log_metric("accuracy", 0.5)
+        wait_until(lambda: len(browser.find_elements(By.CSS_SELECTOR, "figure.metric-chart")) == 2, timeout=15)
+        mlflow.end_run()
+        wait_until(lambda: browser.find_element(By.ID, "run-status").text == "FINISHED", timeout=15)
+        assert browser.execute_script("return window.__kiln_marker;") == 1, "the page was never reloaded"
+        shot(browser, "run-live")
+    finally:
+        mlflow.set_tracking_uri(None)
+        server.stop()
