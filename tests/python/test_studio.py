@@ -42,6 +42,20 @@ def open_page(driver, url):
     return (time.perf_counter() - started) * 1000
 
 
+def search(driver, text):
+    """Submits the runs filter and waits for the new page (a click does not wait for it)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    old = driver.find_element(By.ID, "runs")
+    box = driver.find_element(By.ID, "filter")
+    box.clear()
+    box.send_keys(text)
+    driver.find_element(By.CSS_SELECTOR, "form.search button").click()
+    WebDriverWait(driver, 10).until(EC.staleness_of(old))
+
+
 def texts(driver, css):
     from selenium.webdriver.common.by import By
 
@@ -96,16 +110,10 @@ def test_home_experiments_runs_and_charts(browser, workspace):
     shot(browser, "experiment")
 
     # The API's filter grammar, from the page's form.
-    box = browser.find_element(By.ID, "filter")
-    box.clear()
-    box.send_keys("metrics.accuracy > 0.9 and params.model != 'tree'")
-    browser.find_element(By.CSS_SELECTOR, "form.search button").click()
+    search(browser, "metrics.accuracy > 0.9 and params.model != 'tree'")
     names = texts(browser, "#runs tbody td:first-child a")
     assert names == ["run-logreg"], names
-    box = browser.find_element(By.ID, "filter")
-    box.clear()
-    box.send_keys("metrics.accuracy >>> 1")
-    browser.find_element(By.CSS_SELECTOR, "form.search button").click()
+    search(browser, "metrics.accuracy >>> 1")
     error = browser.find_element(By.ID, "filter-error").text
     assert "metrics.accuracy" in error or "Invalid" in error or "filter" in error.lower(), error
     shot(browser, "experiment-bad-filter")

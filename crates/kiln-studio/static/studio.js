@@ -15,7 +15,9 @@
           const doc = new DOMParser().parseFromString(await res.text(), "text/html");
           const fresh = doc.getElementById(el.id);
           if (fresh) {
-            el.innerHTML = fresh.innerHTML;
+            // Only what changed is replaced: a quiet page keeps its elements (and whatever
+            // the user has selected in them).
+            if (fresh.innerHTML !== el.innerHTML) el.innerHTML = fresh.innerHTML;
             const next = fresh.getAttribute("data-live");
             if (!next) return; // no longer live (the run ended)
             every = parseInt(next, 10) || every;
