@@ -56,6 +56,11 @@ def search(driver, text):
     WebDriverWait(driver, 10).until(EC.staleness_of(old))
 
 
+def text_of(driver, element_id):
+    """An element's text read in one step in the page (live parts are swapped under us)."""
+    return driver.execute_script(f"const e = document.getElementById('{element_id}'); return e ? e.textContent.trim() : null;")
+
+
 def texts(driver, css):
     from selenium.webdriver.common.by import By
 
@@ -166,11 +171,126 @@ def test_a_running_run_updates_without_a_reload(browser, tmp_path, monkeypatch):
         for step in range(1, 6):
             mlflow.log_metric("loss", 1.0 / (step + 1), step=step)
         mlflow.log_metric("accuracy", 0.5)
-        wait_until(lambda: len(browser.find_elements(By.CSS_SELECTOR, "figure.metric-chart")) == 2, timeout=15)
+        wait_until(lambda: browser.execute_script("return document.querySelectorAll('figure.metric-chart').length") == 2, timeout=15)
         mlflow.end_run()
-        wait_until(lambda: browser.find_element(By.ID, "run-status").text == "FINISHED", timeout=15)
+        wait_until(lambda: text_of(browser, "run-status") == "FINISHED", timeout=15)
         assert browser.execute_script("return window.__kiln_marker;") == 1, "the page was never reloaded"
         shot(browser, "run-live")
     finally:
         mlflow.set_tracking_uri(None)
         server.stop()
+
+
+@pytest.fixture
+def job_server(tmp_path):
+    import sys
+
+    path = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+    server = KilnServer(tmp_path / "data", env={"PATH": path}).start()
+    yield server
+    server.stop()
+
+
+def submit(server, tmp_path, name, text):
+    spec = tmp_path / name
+    spec.write_text(text)
+    out = subprocess.run([KILN_BIN, "--url", server.url, "-o", "json", "job", "create", "-f", str(spec)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)["name"]
+
+
+def ended(server, name, timeout=120):
+    job = {}
+
+    def done():
+        nonlocal job
+        job = server.api("GET", f"/api/v1/jobs/{name}").json()
+        return job["status"] in ("Completed", "Failed", "Canceled")
+
+    wait_until(done, timeout=timeout)
+    return job
+
+
+PIPELINE = """type: pipeline
+display_name: three steps
+jobs:
+  prep:
+    type: command
+    command: echo rows > ${{outputs.clean}}/data.txt
+    environment: {image: python}
+    outputs: {clean: {type: uri_folder}}
+  train:
+    type: command
+    command: cat ${{inputs.data}}/data.txt > ${{outputs.model}}/model.txt
+    environment: {image: python}
+    inputs: {data: "${{parent.jobs.prep.outputs.clean}}"}
+    outputs: {model: {type: uri_folder}}
+  report:
+    type: command
+    command: ls ${{inputs.model}} ${{inputs.data}}
+    environment: {image: python}
+    inputs: {model: "${{parent.jobs.train.outputs.model}}", data: "${{parent.jobs.prep.outputs.clean}}"}
+"""
+
+SWEEP = """type: sweep
+trial:
+  command: >-
+    python -c "import mlflow; mlflow.log_metric('score', ${{search_space.a}} * len('${{search_space.b}}'))"
+  environment: {image: python}
+sampling_algorithm: grid
+search_space:
+  a: {type: choice, values: [1, 2]}
+  b: {type: choice, values: [x, yy]}
+objective: {goal: maximize, primary_metric: score}
+limits: {max_total_trials: 4, max_concurrent_trials: 2}
+"""
+
+
+def test_job_pages_draw_the_pipeline_the_sweep_and_stream_a_live_log(browser, job_server, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    server = job_server
+    first = submit(server, tmp_path, "pipe.yml", PIPELINE)
+    assert ended(server, first)["status"] == "Completed"
+    second = submit(server, tmp_path, "pipe.yml", PIPELINE)
+    assert ended(server, second)["status"] == "Completed"
+    browser.get(f"{server.url}/ui/jobs/{second}")
+    nodes = {g.get_attribute("data-id"): g for g in browser.find_elements(By.CSS_SELECTOR, "#dag g.node")}
+    assert set(nodes) == {"prep", "train", "report"}
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#dag path.edge")) == 3
+    assert all("reused" in g.get_attribute("class") for g in nodes.values()), "an unchanged pipeline reuses every step"
+    reuse = texts(browser, "#steps td.reuse")
+    assert all(r.startswith("reused job") for r in reuse), reuse
+    x = lambda g: float(g.find_element(By.CSS_SELECTOR, "rect").get_attribute("x"))
+    assert x(nodes["prep"]) < x(nodes["train"]) < x(nodes["report"]), "data flows left to right"
+    shot(browser, "pipeline")
+
+    sweep = submit(server, tmp_path, "sweep.yml", SWEEP)
+    assert ended(server, sweep)["status"] == "Completed"
+    browser.get(f"{server.url}/ui/jobs/{sweep}")
+    assert browser.find_element(By.CSS_SELECTOR, "#parallel svg").get_attribute("data-trials") == "4"
+    rows = browser.find_elements(By.CSS_SELECTOR, "#trials tbody tr")
+    assert len(rows) == 4
+    best = browser.find_element(By.CSS_SELECTOR, "#trials tr.best")
+    assert best.find_elements(By.CSS_SELECTOR, "td")[-1].text == "4", "a=2, b=yy scores 4"
+    shot(browser, "sweep")
+
+    slow = submit(
+        server,
+        tmp_path,
+        "slow.yml",
+        "command: for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do echo tick $i; sleep 0.5; done\n"
+        "environment: {image: python}\n",
+    )
+    browser.get(f"{server.url}/ui/jobs/{slow}")
+    wait_until(lambda: "tick 3" in (text_of(browser, "job-log") or ""), timeout=20)
+    assert text_of(browser, "job-status") in ("Running", "Starting", "Preparing", "Queued")
+    shot(browser, "job-live-log")
+    browser.find_element(By.ID, "cancel").click()
+    wait_until(lambda: text_of(browser, "job-status") == "Canceled", timeout=20)
+    assert "tick 20" not in text_of(browser, "job-log")
+
+    browser.get(f"{server.url}/ui/jobs?status=Canceled")
+    assert texts(browser, "#jobs td a")[0] == slow
+    browser.get(f"{server.url}/ui/jobs?status=Completed")
+    assert slow not in texts(browser, "#jobs td a")

@@ -5,7 +5,7 @@ use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use kiln_studio::{ExperimentQuery, StudioError};
 use kiln_tracking::ErrorKind;
 use serde::Deserialize;
@@ -19,6 +19,9 @@ pub fn routes() -> Router<Shared> {
         .route("/ui/experiments", get(experiments))
         .route("/ui/experiments/{id}", get(experiment))
         .route("/ui/runs/{id}", get(run))
+        .route("/ui/jobs", get(jobs))
+        .route("/ui/jobs/{name}", get(job))
+        .route("/ui/jobs/{name}/cancel", post(cancel_job))
         .route("/ui/static/{*path}", get(asset))
 }
 
@@ -75,6 +78,32 @@ async fn experiment(
 
 async fn run(State(s): State<Shared>, Path(id): Path<String>) -> Response {
     page(s.studio.run(&id).await)
+}
+
+#[derive(Deserialize, Default)]
+struct JobsParams {
+    status: Option<String>,
+}
+
+async fn jobs(
+    State(s): State<Shared>,
+    q: Result<Query<JobsParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let q = q.map(|Query(q)| q).unwrap_or_default();
+    page(s.studio.jobs(q.status.as_deref()).await)
+}
+
+async fn job(State(s): State<Shared>, Path(name): Path<String>) -> Response {
+    page(s.studio.job(&name).await)
+}
+
+/// The job page's cancel button: cancels, then shows the job again (303, so a reload does
+/// not post twice).
+async fn cancel_job(State(s): State<Shared>, Path(name): Path<String>) -> Response {
+    match s.studio.cancel_job(&name).await {
+        Ok(()) => Redirect::to(&format!("/ui/jobs/{name}")).into_response(),
+        Err(e) => page(Err(e)),
+    }
 }
 
 async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {

@@ -7,7 +7,9 @@
 //! server turns into a status.
 
 pub mod chart;
+pub mod dag;
 mod pages;
+pub mod parallel;
 
 use kiln_orchestrator::Orchestrator;
 use kiln_serving::Serving;

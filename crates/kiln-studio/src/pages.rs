@@ -303,3 +303,252 @@ fn run_row(r: &Run, metric_keys: &[String], param_keys: &[String]) -> RunRow {
             .collect(),
     }
 }
+
+// ---- Jobs -------------------------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "jobs.html")]
+struct JobsPage {
+    status: String,
+    filters: Vec<(&'static str, &'static str)>,
+    jobs: Vec<JobRow>,
+}
+
+pub struct StepRow {
+    pub name: String,
+    pub component: String,
+    pub job: Option<String>,
+    pub status: String,
+    pub status_class: &'static str,
+    pub reuse: String,
+}
+
+pub struct TrialRow {
+    pub job: String,
+    pub status: String,
+    pub status_class: &'static str,
+    pub values: Vec<String>,
+    pub metric: String,
+    pub best: bool,
+}
+
+#[derive(Template)]
+#[template(path = "job.html")]
+struct JobPage {
+    name: String,
+    kind: String,
+    display_name: String,
+    status: String,
+    status_class: &'static str,
+    live: bool,
+    failure: Option<String>,
+    experiment: String,
+    experiment_id: String,
+    compute: String,
+    command: String,
+    environment: String,
+    created: String,
+    inputs: Vec<(String, String)>,
+    outputs: Vec<(String, String)>,
+    transitions: Vec<(String, String)>,
+    dag: Option<String>,
+    steps: Vec<StepRow>,
+    parallel: Option<String>,
+    parameter_names: Vec<String>,
+    objective: String,
+    trials: Vec<TrialRow>,
+}
+
+/// The job statuses the list filters on, as links.
+const STATUS_FILTERS: [(&str, &str); 5] =
+    [("", "All"), ("active", "Active"), ("Completed", "Completed"), ("Failed", "Failed"), ("Canceled", "Canceled")];
+
+fn describe_input(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Object(m) => {
+            let kind = m.get("type").and_then(|t| t.as_str()).unwrap_or("");
+            let what = m.get("path").or_else(|| m.get("value")).map(|p| match p {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            });
+            match (what, kind.is_empty()) {
+                (Some(w), false) => format!("{w} ({kind})"),
+                (Some(w), true) => w,
+                (None, _) => serde_json::Value::Object(m.clone()).to_string(),
+            }
+        }
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+impl Studio {
+    /// Jobs, newest first; `status` is a status name or `active` (not ended).
+    pub async fn jobs(&self, status: Option<&str>) -> Result<String> {
+        let all = self.orchestrator.list(&ListJobs { archived_only: None, limit: Some(500), parent: None }).await?;
+        let status = status.unwrap_or("").to_string();
+        let jobs = all
+            .iter()
+            .filter(|j| match status.as_str() {
+                "" => true,
+                "active" => !j.status.is_terminal(),
+                s => j.status.as_str().eq_ignore_ascii_case(s),
+            })
+            .map(job_row)
+            .collect();
+        Ok(JobsPage { status, filters: STATUS_FILTERS.to_vec(), jobs }.render()?)
+    }
+
+    pub async fn job(&self, name: &str) -> Result<String> {
+        let j = self.orchestrator.get(name).await?;
+        let status = j.status.as_str().to_string();
+        let inputs = j
+            .spec
+            .get("inputs")
+            .and_then(|i| i.as_object())
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), describe_input(v))).collect())
+            .unwrap_or_default();
+        let outputs = j
+            .outputs
+            .iter()
+            .map(|(k, o)| {
+                let asset = match (&o.asset_name, &o.asset_version) {
+                    (Some(n), Some(v)) => format!(" → {n}:{v}"),
+                    (Some(n), None) => format!(" → {n}"),
+                    _ => String::new(),
+                };
+                (k.clone(), format!("{} ({}){asset}", o.uri, o.data_type))
+            })
+            .collect();
+        let transitions = j.transitions.iter().map(|(s, at)| (s.as_str().to_string(), time(Some(*at)))).collect();
+        let (mut dag, mut steps) = (None, Vec::new());
+        if j.kind == "pipeline" {
+            let pipeline = self.orchestrator.pipeline_steps(name).await?;
+            let nodes: Vec<crate::dag::Node> = pipeline
+                .iter()
+                .map(|s| {
+                    let st = s.status.map(|x| x.as_str().to_string());
+                    let (class, detail) = match (&s.reused_from, &st) {
+                        (Some(_), _) => ("reused".to_string(), "reused".to_string()),
+                        (None, Some(st)) => (status_class(st).to_string(), st.clone()),
+                        (None, None) => ("waiting".to_string(), "waiting".to_string()),
+                    };
+                    crate::dag::Node {
+                        id: s.name.clone(),
+                        label: s.name.clone(),
+                        detail,
+                        class,
+                        href: s.job.as_ref().map(|jn| format!("/ui/jobs/{jn}")),
+                    }
+                })
+                .collect();
+            let edges: Vec<(String, String)> = pipeline
+                .iter()
+                .flat_map(|s| s.after.iter().map(|a| (a.clone(), s.name.clone())).collect::<Vec<_>>())
+                .collect();
+            dag = Some(crate::dag::svg(&nodes, &edges));
+            steps = pipeline
+                .into_iter()
+                .map(|s| {
+                    let st = s.status.map(|x| x.as_str().to_string()).unwrap_or_else(|| "waiting".into());
+                    StepRow {
+                        status_class: status_class(&st),
+                        status: st,
+                        name: s.name,
+                        component: s.component,
+                        job: s.job,
+                        // The reason names the job it reused, when it reused one.
+                        reuse: match (s.reused_from, s.reuse) {
+                            (_, Some(why)) => why,
+                            (Some(from), None) => format!("reused job {from}"),
+                            (None, None) => String::new(),
+                        },
+                    }
+                })
+                .collect();
+        }
+        let (mut parallel, mut parameter_names, mut objective, mut trials) =
+            (None, Vec::new(), String::new(), Vec::new());
+        if j.kind == "sweep" {
+            let v = self.orchestrator.sweep_view(name).await?;
+            parameter_names = v.parameters.iter().map(|p| p.name.clone()).collect();
+            objective = v.primary_metric.clone();
+            let best = v.best.as_ref().map(|b| b.job.clone());
+            let lines: Vec<crate::parallel::Trial> = v
+                .trials
+                .iter()
+                .map(|t| crate::parallel::Trial {
+                    job: t.job.clone(),
+                    values: parameter_names
+                        .iter()
+                        .map(|n| t.values.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()).unwrap_or_default())
+                        .collect(),
+                    metric: t.metric,
+                })
+                .collect();
+            parallel =
+                Some(crate::parallel::svg(&parameter_names, &objective, v.goal == "maximize", &lines, best.as_deref()));
+            trials = v
+                .trials
+                .iter()
+                .map(|t| {
+                    let st = match &t.early_terminated {
+                        Some(_) => "EarlyTerminated".to_string(),
+                        None => t.status.as_str().to_string(),
+                    };
+                    TrialRow {
+                        job: t.job.clone(),
+                        status_class: status_class(t.status.as_str()),
+                        status: st,
+                        values: parameter_names
+                            .iter()
+                            .map(|n| {
+                                t.values
+                                    .iter()
+                                    .find(|(k, _)| k == n)
+                                    .map(|(_, v)| match v {
+                                        serde_json::Value::String(s) => s.clone(),
+                                        other => other.to_string(),
+                                    })
+                                    .unwrap_or_default()
+                            })
+                            .collect(),
+                        metric: t.metric.map(chart::short).unwrap_or_default(),
+                        best: best.as_deref() == Some(t.job.as_str()),
+                    }
+                })
+                .collect();
+        }
+        Ok(JobPage {
+            name: j.name.clone(),
+            kind: j.kind.clone(),
+            display_name: j.display_name.clone().unwrap_or_default(),
+            status_class: status_class(&status),
+            live: !j.status.is_terminal(),
+            status,
+            failure: j.failure.clone(),
+            experiment: j.experiment_name.clone(),
+            experiment_id: j.experiment_id.clone(),
+            compute: j.compute.clone(),
+            command: j.command.clone(),
+            environment: j.environment.clone(),
+            created: time(Some(j.created_at)),
+            inputs,
+            outputs,
+            transitions,
+            dag,
+            steps,
+            parallel,
+            parameter_names,
+            objective,
+            trials,
+        }
+        .render()?)
+    }
+
+    /// Cancels a job (the page's button).
+    pub async fn cancel_job(&self, name: &str) -> Result<()> {
+        self.orchestrator.cancel(name).await?;
+        Ok(())
+    }
+}

@@ -33,3 +33,28 @@
     refresh(el, parseInt(el.getAttribute("data-live"), 10) || 5000);
   });
 })();
+
+// Job logs: streamed from the log API as they are written (the server holds the answer open
+// while the job runs), appended to the <pre>, which keeps to the bottom unless scrolled up.
+(function () {
+  "use strict";
+  document.querySelectorAll("[data-log-url]").forEach(async function (pre) {
+    const follow = pre.getAttribute("data-follow") === "true";
+    try {
+      const res = await fetch(pre.getAttribute("data-log-url") + "?follow=" + follow);
+      if (!res.ok || !res.body) return;
+      const reader = res.body.getReader();
+      const decoder = new TextDecoder();
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        const atBottom = pre.scrollHeight - pre.scrollTop - pre.clientHeight < 40;
+        pre.append(decoder.decode(value, { stream: true }));
+        if (atBottom) pre.scrollTop = pre.scrollHeight;
+      }
+      pre.setAttribute("data-done", "true");
+    } catch (e) {
+      pre.setAttribute("data-error", String(e));
+    }
+  });
+})();
