@@ -116,7 +116,7 @@ def test_home_experiments_runs_and_charts(browser, workspace):
 
     # The API's filter grammar, from the page's form.
     search(browser, "metrics.accuracy > 0.9 and params.model != 'tree'")
-    names = texts(browser, "#runs tbody td:first-child a")
+    names = texts(browser, "#runs tbody td:nth-child(2) a")
     assert names == ["run-logreg"], names
     search(browser, "metrics.accuracy >>> 1")
     error = browser.find_element(By.ID, "filter-error").text
@@ -294,3 +294,50 @@ def test_job_pages_draw_the_pipeline_the_sweep_and_stream_a_live_log(browser, jo
     assert texts(browser, "#jobs td a")[0] == slow
     browser.get(f"{server.url}/ui/jobs?status=Completed")
     assert slow not in texts(browser, "#jobs td a")
+
+
+def test_compare_runs_and_browse_artifacts(browser, workspace, tmp_path):
+    import mlflow
+    from selenium.webdriver.common.by import By
+
+    server, _ = workspace
+    with mlflow.start_run(run_name="with-files") as run:
+        (tmp_path / "report").mkdir()
+        (tmp_path / "report" / "summary.json").write_text(json.dumps({"accuracy": 0.93, "classes": 3}))
+        (tmp_path / "report" / "scores.csv").write_text("name,score\na,1\nb,2\n")
+        (tmp_path / "notes.txt").write_text("trained on iris\n")
+        mlflow.log_artifacts(str(tmp_path / "report"), artifact_path="report")
+        mlflow.log_artifact(str(tmp_path / "notes.txt"))
+    browser.get(f"{server.url}/ui/runs/{run.info.run_id}")
+    listed = texts(browser, "#artifact-list a")
+    assert listed[0].endswith("report") and "notes.txt" in listed, listed
+    browser.find_element(By.CSS_SELECTOR, 'a[data-path="report"]').click()
+    browser.find_element(By.CSS_SELECTOR, 'a[data-path="report/summary.json"]').click()
+    assert '"accuracy": 0.93' in browser.find_element(By.ID, "preview").text
+    browser.find_element(By.CSS_SELECTOR, 'a[data-path="report/scores.csv"]').click()
+    assert texts(browser, "#preview table.csv th") == ["name", "score"]
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#preview table.csv tbody tr")) == 2
+    shot(browser, "artifacts")
+
+    # Select three runs of the experiment and compare them.
+    exp = mlflow.get_experiment_by_name("iris-sweep").experiment_id
+    browser.get(f"{server.url}/ui/experiments/{exp}")
+    boxes = browser.find_elements(By.CSS_SELECTOR, "#runs input[type=checkbox]")
+    for b in boxes[:3]:
+        b.click()
+    browser.find_element(By.ID, "compare").click()
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, 10).until(EC.presence_of_element_located((By.ID, "compare-params")))
+    assert texts(browser, "h1") == ["Compare 3 runs"]
+    loss = browser.find_element(By.CSS_SELECTOR, 'figure[data-key="loss"] svg')
+    series = loss.get_attribute("data-series")
+    paths = loss.find_elements(By.CSS_SELECTOR, "path.line")
+    assert series == "3" and len(paths) == 3
+    differs = {r.find_element(By.TAG_NAME, "th").text for r in browser.find_elements(By.CSS_SELECTOR, "#compare-params tr.differs")}
+    assert "model" in differs, differs
+    shot(browser, "compare")
+    import requests
+
+    assert requests.get(f"{server.url}/ui/compare").status_code == 400

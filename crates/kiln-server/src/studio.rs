@@ -19,6 +19,7 @@ pub fn routes() -> Router<Shared> {
         .route("/ui/experiments", get(experiments))
         .route("/ui/experiments/{id}", get(experiment))
         .route("/ui/runs/{id}", get(run))
+        .route("/ui/compare", get(compare))
         .route("/ui/jobs", get(jobs))
         .route("/ui/jobs/{name}", get(job))
         .route("/ui/jobs/{name}/cancel", post(cancel_job))
@@ -76,8 +77,28 @@ async fn experiment(
     page(s.studio.experiment(&id, &query).await)
 }
 
-async fn run(State(s): State<Shared>, Path(id): Path<String>) -> Response {
-    page(s.studio.run(&id).await)
+#[derive(Deserialize, Default)]
+struct RunParams {
+    artifact: Option<String>,
+}
+
+async fn run(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+    q: Result<Query<RunParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let q = q.map(|Query(q)| q).unwrap_or_default();
+    page(s.studio.run(&id, q.artifact.as_deref()).await)
+}
+
+/// `/ui/compare?runs=a&runs=b` (the experiment page's checkboxes), or `runs=a,b`.
+async fn compare(State(s): State<Shared>, uri: axum::http::Uri) -> Response {
+    let runs: Vec<String> = url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+        .filter(|(k, _)| k == "runs")
+        .flat_map(|(_, v)| v.split(',').map(str::to_string).collect::<Vec<_>>())
+        .filter(|v| !v.is_empty())
+        .collect();
+    page(s.studio.compare(&runs).await)
 }
 
 #[derive(Deserialize, Default)]

@@ -22,22 +22,36 @@ fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
+/// Colours of the series of a chart, in order (distinct for readers with colour-blindness).
+const PALETTE: [&str; 8] = ["#0550ae", "#bc4c00", "#116329", "#8250df", "#a40e26", "#1b7c83", "#7d4e00", "#57606a"];
+
 /// A line chart of `(x, y)` points (x ascending), `w`×`h` pixels. Non-finite values are
 /// left out of the line.
 pub fn line(title: &str, x_label: &str, points: &[(f64, f64)], w: f64, h: f64) -> String {
+    lines(title, x_label, &[(String::new(), points.to_vec())], w, h)
+}
+
+/// Several named series on one chart (a legend when there is more than one).
+pub fn lines(title: &str, x_label: &str, series: &[(String, Vec<(f64, f64)>)], w: f64, h: f64) -> String {
     let (left, right, top, bottom) = (56.0, 12.0, 24.0, 28.0);
-    let finite: Vec<(f64, f64)> = points.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite()).collect();
+    let finite: Vec<(&str, Vec<(f64, f64)>)> = series
+        .iter()
+        .map(|(name, pts)| {
+            (name.as_str(), pts.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite()).collect())
+        })
+        .collect();
+    let total: usize = finite.iter().map(|(_, p)| p.len()).sum();
     let mut svg = String::new();
     let _ = write!(
         svg,
-        r#"<svg class="chart" role="img" viewBox="0 0 {w} {h}" width="{w}" height="{h}" data-points="{}"><title>{}</title>"#,
-        finite.len(),
+        r#"<svg class="chart" role="img" viewBox="0 0 {w} {h}" width="{w}" height="{h}" data-points="{total}" data-series="{}"><title>{}</title>"#,
+        series.len(),
         escape(title)
     );
     let _ = write!(svg, r#"<text class="chart-title" x="{left}" y="15">{}</text>"#, escape(title));
     let (pw, ph) = (w - left - right, h - top - bottom);
     let _ = write!(svg, r#"<rect class="frame" x="{left}" y="{top}" width="{pw}" height="{ph}"/>"#);
-    if finite.is_empty() {
+    if total == 0 {
         let _ = write!(
             svg,
             r#"<text class="empty" x="{}" y="{}">no finite values</text></svg>"#,
@@ -47,11 +61,13 @@ pub fn line(title: &str, x_label: &str, points: &[(f64, f64)], w: f64, h: f64) -
         return svg;
     }
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-    for (x, y) in &finite {
-        x0 = x0.min(*x);
-        x1 = x1.max(*x);
-        y0 = y0.min(*y);
-        y1 = y1.max(*y);
+    for (_, pts) in &finite {
+        for (x, y) in pts {
+            x0 = x0.min(*x);
+            x1 = x1.max(*x);
+            y0 = y0.min(*y);
+            y1 = y1.max(*y);
+        }
     }
     if x1 == x0 {
         x1 = x0 + 1.0;
@@ -64,22 +80,35 @@ pub fn line(title: &str, x_label: &str, points: &[(f64, f64)], w: f64, h: f64) -
     }
     let px = |x: f64| left + (x - x0) / (x1 - x0) * pw;
     let py = |y: f64| top + (1.0 - (y - y0) / (y1 - y0)) * ph;
-    let mut d = String::new();
-    for (i, (x, y)) in finite.iter().enumerate() {
-        let _ = write!(d, "{}{:.1},{:.1}", if i == 0 { "M" } else { " L" }, px(*x), py(*y));
-    }
-    let _ = write!(svg, r#"<path class="line" d="{d}"/>"#);
-    // A single point has no line to show it: it is drawn as a dot.
-    let class = if finite.len() == 1 { "pt solo" } else { "pt" };
-    for (x, y) in &finite {
-        let _ = write!(
-            svg,
-            r#"<circle class="{class}" cx="{:.1}" cy="{:.1}" r="3"><title>{x_label} {}: {}</title></circle>"#,
-            px(*x),
-            py(*y),
-            short(*x),
-            short(*y)
-        );
+    for (k, (name, pts)) in finite.iter().enumerate() {
+        let colour = PALETTE[k % PALETTE.len()];
+        let mut d = String::new();
+        for (i, (x, y)) in pts.iter().enumerate() {
+            let _ = write!(d, "{}{:.1},{:.1}", if i == 0 { "M" } else { " L" }, px(*x), py(*y));
+        }
+        let _ = write!(svg, r#"<path class="line" data-series="{}" style="stroke: {colour}" d="{d}"/>"#, escape(name));
+        // A single point has no line to show it: it is drawn as a dot.
+        let class = if pts.len() == 1 { "pt solo" } else { "pt" };
+        let who = if name.is_empty() { String::new() } else { format!("{} ", escape(name)) };
+        for (x, y) in pts {
+            let _ = write!(
+                svg,
+                r#"<circle class="{class}" style="--c: {colour}" cx="{:.1}" cy="{:.1}" r="3"><title>{who}{x_label} {}: {}</title></circle>"#,
+                px(*x),
+                py(*y),
+                short(*x),
+                short(*y)
+            );
+        }
+        if finite.len() > 1 {
+            let _ = write!(
+                svg,
+                r#"<text class="legend" x="{:.1}" y="{:.1}" style="fill: {colour}">{}</text>"#,
+                left + pw - 4.0,
+                top + 14.0 + 13.0 * k as f64,
+                escape(name)
+            );
+        }
     }
     let _ = write!(
         svg,
@@ -118,6 +147,15 @@ mod tests {
         assert!(svg.contains(">1</text>") && svg.contains(">0.25</text>"));
         assert_eq!(line("x", "step", &[], 10.0, 10.0).matches("no finite values").count(), 1);
         assert!(line("a<b", "step", &[(0.0, 1.0)], 10.0, 10.0).contains("a&lt;b"));
+        let two = lines(
+            "loss",
+            "step",
+            &[("a".into(), vec![(0.0, 1.0)]), ("b".into(), vec![(0.0, 2.0), (1.0, 3.0)])],
+            400.0,
+            200.0,
+        );
+        assert!(two.contains(r#"data-series="2""#) && two.contains(r#"class="legend""#), "{two}");
+        assert!(two.contains("<title>b step 1: 3</title>"));
     }
 
     #[test]

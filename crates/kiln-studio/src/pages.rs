@@ -133,6 +133,51 @@ pub struct MetricChart {
     pub svg: String,
 }
 
+pub struct ArtifactEntry {
+    pub name: String,
+    pub path: String,
+    pub is_dir: bool,
+    pub size: String,
+}
+
+/// What a selected artifact file shows.
+pub enum Preview {
+    Text(String),
+    Table(Vec<String>, Vec<Vec<String>>),
+    Image(String),
+    TooBig(String),
+    Binary,
+}
+
+pub struct DiffRow {
+    pub key: String,
+    pub values: Vec<String>,
+    pub differs: bool,
+}
+
+#[derive(Template)]
+#[template(path = "compare.html")]
+struct ComparePage {
+    runs: Vec<(String, String)>,
+    experiment_id: String,
+    params: Vec<DiffRow>,
+    metrics: Vec<DiffRow>,
+    charts: Vec<MetricChart>,
+}
+
+/// Previews are read whole; larger files are offered as downloads only.
+const PREVIEW_LIMIT: u64 = 1024 * 1024;
+/// Runs one comparison shows at most.
+pub const COMPARE_LIMIT: usize = 10;
+
+fn human_size(n: u64) -> String {
+    match n {
+        n if n < 1024 => format!("{n} B"),
+        n if n < 1024 * 1024 => format!("{:.1} KB", n as f64 / 1024.0),
+        n => format!("{:.1} MB", n as f64 / 1048576.0),
+    }
+}
+
 #[derive(Template)]
 #[template(path = "run.html")]
 struct RunPage {
@@ -150,6 +195,12 @@ struct RunPage {
     params: Vec<(String, String)>,
     tags: Vec<(String, String)>,
     charts: Vec<MetricChart>,
+    /// The artifact folder shown, and its entries.
+    folder: String,
+    folder_parent: Option<String>,
+    artifacts: Vec<ArtifactEntry>,
+    /// The artifact file selected, its download URL and preview.
+    selected: Option<(String, String, Preview)>,
 }
 
 /// How many metric and param columns the runs table shows when not told.
@@ -245,8 +296,11 @@ impl Studio {
         .render()?)
     }
 
-    pub async fn run(&self, id: &str) -> Result<String> {
+    /// A run; `artifact` names a file to preview or a folder to list (the root otherwise).
+    pub async fn run(&self, id: &str, artifact: Option<&str>) -> Result<String> {
         let r = self.tracking.get_run(id).await?;
+        let (folder, folder_parent, artifacts, selected) =
+            self.artifacts(&r.info.artifact_uri, artifact.unwrap_or("")).await?;
         let mut charts = Vec::new();
         let mut keys: Vec<&kiln_store::Metric> = r.metrics.iter().collect();
         keys.sort_by(|a, b| a.key.cmp(&b.key));
@@ -283,8 +337,135 @@ impl Studio {
                 .map(|t| (t.key.clone(), t.value.clone()))
                 .collect(),
             charts,
+            folder,
+            folder_parent,
+            artifacts,
+            selected,
         }
         .render()?)
+    }
+
+    /// The folder to list (the selected path, or the folder of the selected file), its
+    /// entries, and the selected file's preview.
+    #[allow(clippy::type_complexity)]
+    async fn artifacts(
+        &self,
+        root_uri: &str,
+        selected: &str,
+    ) -> Result<(String, Option<String>, Vec<ArtifactEntry>, Option<(String, String, Preview)>)> {
+        let blobs = self.tracking.blobs();
+        let Some(root) = kiln_tracking::proxy_path(root_uri) else {
+            return Ok((String::new(), None, Vec::new(), None));
+        };
+        let invalid = |e: kiln_blobs::BlobError| kiln_tracking::ServiceError::invalid(format!("artifact: {e}"));
+        let rel = kiln_blobs::ArtifactPath::parse(selected.trim_matches('/')).map_err(invalid)?;
+        let target = if rel.is_root() { root.clone() } else { root.join(rel.as_str()).map_err(invalid)? };
+        let size =
+            if rel.is_root() { None } else { blobs.size(&target).await.map_err(kiln_tracking::ServiceError::from)? };
+        let (folder, preview) = match size {
+            Some(size) => {
+                let parent = rel.as_str().rsplit_once('/').map(|(p, _)| p.to_string()).unwrap_or_default();
+                let url = format!("/api/2.0/mlflow-artifacts/artifacts/{}", target.as_str());
+                let name = rel.file_name().to_ascii_lowercase();
+                let ext = name.rsplit('.').next().unwrap_or("");
+                let preview = if matches!(ext, "png" | "jpg" | "jpeg" | "gif" | "svg" | "webp") {
+                    Preview::Image(url.clone())
+                } else if size > PREVIEW_LIMIT {
+                    Preview::TooBig(human_size(size))
+                } else {
+                    let bytes =
+                        blobs.get_bytes(&target).await.map_err(kiln_tracking::ServiceError::from)?.unwrap_or_default();
+                    match String::from_utf8(bytes.to_vec()) {
+                        Err(_) => Preview::Binary,
+                        Ok(text) if ext == "json" => Preview::Text(
+                            serde_json::from_str::<serde_json::Value>(&text)
+                                .ok()
+                                .and_then(|v| serde_json::to_string_pretty(&v).ok())
+                                .unwrap_or(text),
+                        ),
+                        Ok(text) if ext == "csv" => {
+                            let mut lines = text.lines().map(|l| l.split(',').map(str::to_string).collect::<Vec<_>>());
+                            let header = lines.next().unwrap_or_default();
+                            Preview::Table(header, lines.take(100).collect())
+                        }
+                        Ok(text) => Preview::Text(text),
+                    }
+                };
+                (parent, Some((rel.as_str().to_string(), url, preview)))
+            }
+            None => (rel.as_str().to_string(), None),
+        };
+        let dir = if folder.is_empty() { root.clone() } else { root.join(&folder).map_err(invalid)? };
+        let mut entries: Vec<ArtifactEntry> = blobs
+            .list_dir(&dir)
+            .await
+            .map_err(kiln_tracking::ServiceError::from)?
+            .into_iter()
+            .filter(|e| !e.name.starts_with(".kiln"))
+            .map(|e| ArtifactEntry {
+                path: if folder.is_empty() { e.name.clone() } else { format!("{folder}/{}", e.name) },
+                name: e.name,
+                is_dir: e.is_dir,
+                size: e.size.map(human_size).unwrap_or_default(),
+            })
+            .collect();
+        entries.sort_by(|a, b| b.is_dir.cmp(&a.is_dir).then(a.name.cmp(&b.name)));
+        let folder_parent =
+            (!folder.is_empty()).then(|| folder.rsplit_once('/').map(|(p, _)| p.to_string()).unwrap_or_default());
+        Ok((folder, folder_parent, entries, preview))
+    }
+
+    /// Runs side by side: overlaid metric charts and the params and metrics that differ.
+    pub async fn compare(&self, run_ids: &[String]) -> Result<String> {
+        if run_ids.is_empty() || run_ids.len() > COMPARE_LIMIT {
+            return Err(kiln_tracking::ServiceError::invalid(format!(
+                "select between 1 and {COMPARE_LIMIT} runs to compare ({} selected)",
+                run_ids.len()
+            ))
+            .into());
+        }
+        let mut runs = Vec::new();
+        for id in run_ids {
+            runs.push(self.tracking.get_run(id).await?);
+        }
+        let names: Vec<(String, String)> =
+            runs.iter().map(|r| (r.info.run_id.clone(), r.info.run_name.clone())).collect();
+        let diff = |keys: BTreeSet<String>, value: &dyn Fn(&Run, &str) -> String| -> Vec<DiffRow> {
+            keys.into_iter()
+                .map(|k| {
+                    let values: Vec<String> = runs.iter().map(|r| value(r, &k)).collect();
+                    let differs = values.iter().any(|v| *v != values[0]);
+                    DiffRow { key: k, values, differs }
+                })
+                .collect()
+        };
+        let param_keys: BTreeSet<String> = runs.iter().flat_map(|r| r.params.iter().map(|p| p.key.clone())).collect();
+        let metric_keys: BTreeSet<String> = runs.iter().flat_map(|r| r.metrics.iter().map(|m| m.key.clone())).collect();
+        let params =
+            diff(param_keys, &|r, k| r.params.iter().find(|p| p.key == k).map(|p| p.value.clone()).unwrap_or_default());
+        let metrics = diff(metric_keys.clone(), &|r, k| cell(r.metrics.iter().find(|m| m.key == k).map(|m| m.value)));
+        let mut charts = Vec::new();
+        for key in metric_keys {
+            let sampled = self.tracking.metric_history_bulk_interval(run_ids, &key, None, None, Some(320)).await?;
+            let series: Vec<(String, Vec<(f64, f64)>)> = names
+                .iter()
+                .map(|(id, name)| {
+                    let pts = sampled
+                        .iter()
+                        .filter(|p| p.run_id == *id)
+                        .map(|p| (p.metric.step as f64, p.metric.value))
+                        .collect();
+                    (name.clone(), pts)
+                })
+                .collect();
+            charts.push(MetricChart {
+                key: key.clone(),
+                last: String::new(),
+                svg: chart::lines(&key, "step", &series, 560.0, 260.0),
+            });
+        }
+        let experiment_id = runs[0].info.experiment_id.to_string();
+        Ok(ComparePage { runs: names, experiment_id, params, metrics, charts }.render()?)
     }
 }
 
