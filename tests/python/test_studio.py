@@ -341,3 +341,56 @@ def test_compare_runs_and_browse_artifacts(browser, workspace, tmp_path):
     import requests
 
     assert requests.get(f"{server.url}/ui/compare").status_code == 400
+
+
+def test_endpoint_page_shows_deployments_traffic_and_sends_a_test_request(browser, tmp_path):
+    import requests
+    from selenium.webdriver.common.by import By
+
+    server = KilnServer(tmp_path / "data").start()
+    try:
+        fixtures = os.path.join(ROOT, "tests", "fixtures", "onnx")
+        run = lambda *a: subprocess.run([KILN_BIN, "--url", server.url, *a], capture_output=True, text=True, check=True)
+        run("model", "create", "--name", "iris-onnx", "--path", os.path.join(fixtures, "iris_logreg.onnx"))
+        (tmp_path / "ep.yml").write_text("name: iris-ep\n")
+        run("online-endpoint", "create", "-f", str(tmp_path / "ep.yml"))
+        for dep, model in [("blue", "azureml:iris-onnx:1"), ("green", "azureml:iris-onnx:1")]:
+            (tmp_path / f"{dep}.yml").write_text(f"name: {dep}\nendpoint_name: iris-ep\nmodel: {model}\n")
+            run("online-deployment", "create", "-f", str(tmp_path / f"{dep}.yml"))
+        run("online-endpoint", "update", "-n", "iris-ep", "--traffic", "blue=80 green=20")
+        key = json.loads(run("-o", "json", "online-endpoint", "get-credentials", "-n", "iris-ep").stdout)["primaryKey"]
+        for _ in range(30):
+            r = requests.post(f"{server.url}/endpoints/iris-ep/score", json={"inputs": [[5.1, 3.5, 1.4, 0.2]]},
+                              headers={"Authorization": f"Bearer {key}"})
+            assert r.status_code == 200
+
+        browser.get(f"{server.url}/ui/endpoints")
+        browser.find_element(By.LINK_TEXT, "iris-ep").click()
+        rows = {r.get_attribute("data-deployment"): r for r in browser.find_elements(By.CSS_SELECTOR, "#deployments tbody tr")}
+        assert set(rows) == {"blue", "green"}
+        assert rows["blue"].find_element(By.CSS_SELECTOR, "td.traffic").text == "80%"
+        served = sum(int(r.find_element(By.CSS_SELECTOR, "td.requests").text) for r in rows.values())
+        assert served == 30
+        assert "healthy" in rows["green"].text
+        assert browser.find_element(By.CSS_SELECTOR, "#requests-chart svg").get_attribute("data-series") == "2"
+
+        # The test form: the sample body is the model's input shape; send it to green.
+        from selenium.webdriver.support.ui import Select
+
+        Select(browser.find_element(By.ID, "score-deployment")).select_by_value("green")
+        box = browser.find_element(By.ID, "score-body")
+        box.clear()
+        box.send_keys(json.dumps({"inputs": [[6.3, 3.3, 6.0, 2.5]]}))
+        browser.find_element(By.ID, "score-send").click()
+        wait_until(lambda: (text_of(browser, "score-response") or "").startswith("200"), timeout=10)
+        answer = text_of(browser, "score-response")
+        assert "green" in answer.splitlines()[0] and '"label"' in answer, answer
+        shot(browser, "endpoint")
+
+        browser.get(f"{server.url}/ui/models")
+        assert "iris-onnx" in texts(browser, "#models td")
+        for page in ("data", "environments", "components", "schedules"):
+            browser.get(f"{server.url}/ui/{page}")
+            assert browser.find_element(By.ID, f"{page}-empty").is_displayed()
+    finally:
+        server.stop()

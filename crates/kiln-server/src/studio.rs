@@ -20,6 +20,13 @@ pub fn routes() -> Router<Shared> {
         .route("/ui/experiments/{id}", get(experiment))
         .route("/ui/runs/{id}", get(run))
         .route("/ui/compare", get(compare))
+        .route("/ui/endpoints", get(|State(s): State<Shared>| async move { page(s.studio.endpoints().await) }))
+        .route("/ui/endpoints/{name}", get(endpoint))
+        .route("/ui/models", get(|State(s): State<Shared>| async move { page(s.studio.models().await) }))
+        .route("/ui/data", get(|State(s): State<Shared>| async move { page(s.studio.data().await) }))
+        .route("/ui/environments", get(|State(s): State<Shared>| async move { page(s.studio.environments().await) }))
+        .route("/ui/components", get(|State(s): State<Shared>| async move { page(s.studio.components().await) }))
+        .route("/ui/schedules", get(|State(s): State<Shared>| async move { page(s.studio.schedules().await) }))
         .route("/ui/jobs", get(jobs))
         .route("/ui/jobs/{name}", get(job))
         .route("/ui/jobs/{name}/cancel", post(cancel_job))
@@ -104,6 +111,10 @@ async fn compare(State(s): State<Shared>, uri: axum::http::Uri) -> Response {
 #[derive(Deserialize, Default)]
 struct JobsParams {
     status: Option<String>,
+}
+
+async fn endpoint(State(s): State<Shared>, Path(name): Path<String>) -> Response {
+    page(s.studio.endpoint(&name).await)
 }
 
 async fn jobs(

@@ -243,6 +243,19 @@ impl Serving {
         }
     }
 
+    /// The traffic of each serving deployment of an endpoint: totals since it started
+    /// serving and the last two minutes second by second.
+    pub fn deployment_traffic(&self, endpoint: &str) -> Vec<(String, std::sync::Arc<metrics::RecentRequests>)> {
+        let Ok(map) = self.inner.runtimes.read() else { return Vec::new() };
+        let mut out: Vec<(String, std::sync::Arc<metrics::RecentRequests>)> = map
+            .iter()
+            .filter(|((ep, _), _)| ep == endpoint)
+            .map(|((_, dep), (_, rt))| (dep.clone(), rt.metrics.recent.clone()))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
     /// The Prometheus exposition of every deployment's metrics.
     pub fn metrics_text(&self) -> String {
         self.inner.metrics.encode()

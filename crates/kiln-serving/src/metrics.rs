@@ -1,7 +1,8 @@
 //! Per-deployment request metrics in the Prometheus exposition format (OpenMetrics text,
 //! which Prometheus scrapes): request counts by status, failures, and a latency histogram.
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -35,6 +36,8 @@ pub struct Metrics {
     mirrored: Family<DeploymentLabels, Counter>,
     latency: Family<DeploymentLabels, Histogram, fn() -> Histogram>,
     ready: Family<DeploymentLabels, Gauge>,
+    /// Kept across a deployment's updates: its traffic chart goes on.
+    recent: Mutex<std::collections::HashMap<DeploymentLabels, Arc<RecentRequests>>>,
     /// Encoding takes the registry's locks; one scrape at a time.
     encode_lock: Mutex<()>,
 }
@@ -50,6 +53,92 @@ pub struct DeploymentMetrics {
     mirrored: Counter,
     latency: Histogram,
     pub ready_instances: Gauge,
+    /// The last two minutes, second by second, for the studio's charts.
+    pub recent: Arc<RecentRequests>,
+}
+
+/// Seconds kept by [`RecentRequests`].
+pub const RECENT_SECONDS: usize = 120;
+
+/// Requests, errors and latency per second over the last [`RECENT_SECONDS`], in a ring of
+/// atomic slots (a slot from an older second is reset by the first request that reuses it).
+#[derive(Default)]
+pub struct RecentRequests {
+    slots: Vec<Slot>,
+    pub total: AtomicU64,
+    pub errors: AtomicU64,
+    pub latency_us: AtomicU64,
+}
+
+#[derive(Default)]
+struct Slot {
+    second: AtomicI64,
+    count: AtomicU64,
+    errors: AtomicU64,
+    latency_us: AtomicU64,
+}
+
+/// One second of a deployment's traffic.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SecondStats {
+    /// Epoch seconds.
+    pub second: i64,
+    pub requests: u64,
+    pub errors: u64,
+    pub mean_latency_ms: f64,
+}
+
+fn now_s() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+impl RecentRequests {
+    pub fn new() -> RecentRequests {
+        RecentRequests { slots: (0..RECENT_SECONDS).map(|_| Slot::default()).collect(), ..Default::default() }
+    }
+
+    fn record(&self, error: bool, seconds: f64) {
+        let us = (seconds * 1e6) as u64;
+        self.total.fetch_add(1, Ordering::Relaxed);
+        self.latency_us.fetch_add(us, Ordering::Relaxed);
+        if error {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        let now = now_s();
+        let slot = &self.slots[now.rem_euclid(RECENT_SECONDS as i64) as usize];
+        let seen = slot.second.load(Ordering::Relaxed);
+        if seen != now && slot.second.compare_exchange(seen, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+            slot.count.store(0, Ordering::Relaxed);
+            slot.errors.store(0, Ordering::Relaxed);
+            slot.latency_us.store(0, Ordering::Relaxed);
+        }
+        slot.count.fetch_add(1, Ordering::Relaxed);
+        slot.latency_us.fetch_add(us, Ordering::Relaxed);
+        if error {
+            slot.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Every second of the window, oldest first (seconds without requests count zero).
+    pub fn seconds(&self) -> Vec<SecondStats> {
+        let now = now_s();
+        (now - RECENT_SECONDS as i64 + 1..=now)
+            .map(|sec| {
+                let slot = &self.slots[sec.rem_euclid(RECENT_SECONDS as i64) as usize];
+                if slot.second.load(Ordering::Relaxed) != sec {
+                    return SecondStats { second: sec, requests: 0, errors: 0, mean_latency_ms: 0.0 };
+                }
+                let n = slot.count.load(Ordering::Relaxed);
+                let lat = slot.latency_us.load(Ordering::Relaxed);
+                SecondStats {
+                    second: sec,
+                    requests: n,
+                    errors: slot.errors.load(Ordering::Relaxed),
+                    mean_latency_ms: if n == 0 { 0.0 } else { lat as f64 / n as f64 / 1000.0 },
+                }
+            })
+            .collect()
+    }
 }
 
 const COMMON_STATUSES: [u16; 7] = [200, 400, 408, 415, 429, 500, 503];
@@ -73,10 +162,12 @@ impl DeploymentMetrics {
                     .inc();
             }
         }
-        if status >= 500 || status == 408 || status == 429 {
+        let error = status >= 500 || status == 408 || status == 429;
+        if error {
             self.errors.inc();
         }
         self.latency.observe(seconds);
+        self.recent.record(error, seconds);
     }
 
     pub fn mirrored(&self) {
@@ -115,7 +206,16 @@ impl Metrics {
             latency.clone(),
         );
         registry.register("kiln_deployment_ready_instances", "Instances of a deployment ready to score", ready.clone());
-        Metrics { registry, requests, errors, mirrored, latency, ready, encode_lock: Mutex::new(()) }
+        Metrics {
+            registry,
+            requests,
+            errors,
+            mirrored,
+            latency,
+            ready,
+            recent: Mutex::new(std::collections::HashMap::new()),
+            encode_lock: Mutex::new(()),
+        }
     }
 
     pub fn deployment(&self, endpoint: &str, deployment: &str) -> DeploymentMetrics {
@@ -138,6 +238,11 @@ impl Metrics {
             mirrored: self.mirrored.get_or_create(&labels).clone(),
             latency: self.latency.get_or_create(&labels).clone(),
             ready_instances: self.ready.get_or_create(&labels).clone(),
+            recent: self
+                .recent
+                .lock()
+                .map(|mut m| m.entry(labels.clone()).or_insert_with(|| Arc::new(RecentRequests::new())).clone())
+                .unwrap_or_else(|_| Arc::new(RecentRequests::new())),
             labels,
         }
     }
@@ -149,6 +254,9 @@ impl Metrics {
         self.mirrored.remove(&labels);
         self.latency.remove(&labels);
         self.ready.remove(&labels);
+        if let Ok(mut m) = self.recent.lock() {
+            m.remove(&labels);
+        }
         for s in COMMON_STATUSES {
             self.requests.remove(&RequestLabels {
                 endpoint: endpoint.to_string(),

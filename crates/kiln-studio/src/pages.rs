@@ -733,3 +733,298 @@ impl Studio {
         Ok(())
     }
 }
+
+// ---- Endpoints and assets ------------------------------------------------------------------
+
+pub struct DeploymentRow {
+    pub name: String,
+    pub state: String,
+    pub state_class: &'static str,
+    pub runtime: String,
+    pub model: String,
+    pub instances: String,
+    pub healthy: bool,
+    pub traffic: u32,
+    pub mirror: u32,
+    pub requests: u64,
+    pub errors: u64,
+    pub mean_latency: String,
+    pub message: String,
+}
+
+#[derive(Template)]
+#[template(path = "endpoints.html")]
+struct EndpointsPage {
+    online: Vec<(String, String, String, String)>,
+    batch: Vec<(String, String, String)>,
+}
+
+#[derive(Template)]
+#[template(path = "endpoint.html")]
+struct EndpointPage {
+    name: String,
+    auth_mode: String,
+    scoring_path: String,
+    deployments: Vec<DeploymentRow>,
+    requests_chart: String,
+    latency_chart: String,
+    sample: String,
+}
+
+/// A cell of a generic table page, with an optional link.
+pub struct Cell {
+    pub text: String,
+    pub href: Option<String>,
+}
+
+fn cell_text(t: impl Into<String>) -> Cell {
+    Cell { text: t.into(), href: None }
+}
+
+#[derive(Template)]
+#[template(path = "table.html")]
+struct TablePage {
+    title: String,
+    table_id: String,
+    empty: String,
+    headers: Vec<&'static str>,
+    rows: Vec<Vec<Cell>>,
+}
+
+impl Studio {
+    pub async fn endpoints(&self) -> Result<String> {
+        let online = self
+            .serving
+            .list_endpoints()
+            .await?
+            .into_iter()
+            .map(|e| {
+                let traffic = e.traffic.iter().map(|(d, p)| format!("{d} {p}%")).collect::<Vec<_>>().join(", ");
+                (e.name, e.auth_mode, traffic, e.scoring_path)
+            })
+            .collect();
+        let batch = self
+            .serving
+            .list_batch_endpoints()
+            .await?
+            .into_iter()
+            .map(|e| (e.name, e.default_deployment.unwrap_or_default(), e.deployments.join(", ")))
+            .collect();
+        Ok(EndpointsPage { online, batch }.render()?)
+    }
+
+    pub async fn endpoint(&self, name: &str) -> Result<String> {
+        let e = self.serving.get_endpoint(name).await?;
+        let deployments = self.serving.list_deployments(name).await?;
+        let traffic = self.serving.deployment_traffic(name);
+        let mut rows = Vec::new();
+        let mut requests_series = Vec::new();
+        let mut latency_series = Vec::new();
+        let start = traffic.first().and_then(|(_, r)| r.seconds().first().map(|s| s.second)).unwrap_or(0);
+        for d in &deployments {
+            let recent = traffic.iter().find(|(n, _)| *n == d.name).map(|(_, r)| r.clone());
+            let (requests, errors, latency_us) = recent
+                .as_ref()
+                .map(|r| {
+                    use std::sync::atomic::Ordering::Relaxed;
+                    (r.total.load(Relaxed), r.errors.load(Relaxed), r.latency_us.load(Relaxed))
+                })
+                .unwrap_or((0, 0, 0));
+            if let Some(r) = &recent {
+                let secs = r.seconds();
+                requests_series.push((
+                    d.name.clone(),
+                    secs.iter().map(|s| ((s.second - start) as f64, s.requests as f64)).collect(),
+                ));
+                latency_series.push((
+                    d.name.clone(),
+                    secs.iter()
+                        .filter(|s| s.requests > 0)
+                        .map(|s| ((s.second - start) as f64, s.mean_latency_ms))
+                        .collect(),
+                ));
+            }
+            let healthy = d.provisioning_state == "Succeeded" && d.ready_instances > 0;
+            rows.push(DeploymentRow {
+                name: d.name.clone(),
+                state_class: status_class(&d.provisioning_state),
+                state: d.provisioning_state.clone(),
+                runtime: d.runtime.clone(),
+                model: match &d.model {
+                    Some(m) => match (&m.name, &m.version) {
+                        (Some(n), Some(v)) => format!("{n}:{v}"),
+                        _ => m.label.clone(),
+                    },
+                    None => "-".into(),
+                },
+                instances: format!("{} of {}", d.ready_instances, d.instance_count),
+                healthy,
+                traffic: e.traffic.get(&d.name).copied().unwrap_or(0),
+                mirror: e.mirror_traffic.get(&d.name).copied().unwrap_or(0),
+                requests,
+                errors,
+                mean_latency: if requests == 0 {
+                    "-".into()
+                } else {
+                    format!("{:.2} ms", latency_us as f64 / requests as f64 / 1000.0)
+                },
+                message: d.message.clone().unwrap_or_default(),
+            });
+        }
+        // A request body to start from: the first ONNX deployment's inputs, else MLflow's
+        // table form.
+        let sample = deployments
+            .iter()
+            .find(|d| !d.inputs.is_empty())
+            .map(|d| {
+                let inputs: serde_json::Map<String, serde_json::Value> = d
+                    .inputs
+                    .iter()
+                    .map(|i| {
+                        let mut v = serde_json::json!(0.0);
+                        for dim in i.shape.iter().rev() {
+                            v = serde_json::Value::Array(vec![v; dim.unwrap_or(1)]);
+                        }
+                        (i.name.clone(), v)
+                    })
+                    .collect();
+                serde_json::json!({ "inputs": inputs })
+            })
+            .unwrap_or_else(|| serde_json::json!({"dataframe_split": {"columns": ["x"], "data": [[0]]}}));
+        Ok(EndpointPage {
+            name: e.name.clone(),
+            auth_mode: e.auth_mode.clone(),
+            scoring_path: e.scoring_path.clone(),
+            deployments: rows,
+            requests_chart: chart::lines("requests per second", "seconds", &requests_series, 520.0, 220.0),
+            latency_chart: chart::lines("mean latency (ms)", "seconds", &latency_series, 520.0, 220.0),
+            sample: serde_json::to_string_pretty(&sample).unwrap_or_default(),
+        }
+        .render()?)
+    }
+
+    pub async fn models(&self) -> Result<String> {
+        let rows = self
+            .orchestrator
+            .list_models(None, None)
+            .await?
+            .into_iter()
+            .map(|m| {
+                vec![
+                    cell_text(m.name),
+                    cell_text(m.version),
+                    cell_text(m.model_type),
+                    cell_text(if m.archived { "archived".to_string() } else { m.stage }),
+                    Cell {
+                        text: m.run_id.clone().unwrap_or_else(|| "-".into()),
+                        href: m.run_id.map(|r| format!("/ui/runs/{r}")),
+                    },
+                    cell_text(time(Some(m.created_at))),
+                ]
+            })
+            .collect();
+        table_page(
+            "Models",
+            "models",
+            "No registered models.",
+            vec!["Name", "Version", "Type", "Stage", "Run", "Created"],
+            rows,
+        )
+    }
+
+    pub async fn data(&self) -> Result<String> {
+        let rows = self
+            .orchestrator
+            .list_data(None, None)
+            .await?
+            .into_iter()
+            .map(|d| {
+                vec![
+                    cell_text(d.name),
+                    cell_text(d.version),
+                    cell_text(d.data_type),
+                    cell_text(d.uri),
+                    cell_text(time(Some(d.created_at))),
+                ]
+            })
+            .collect();
+        table_page("Data", "data", "No data assets.", vec!["Name", "Version", "Type", "Path", "Created"], rows)
+    }
+
+    pub async fn environments(&self) -> Result<String> {
+        let rows = self
+            .orchestrator
+            .list_environments(None, None)
+            .await?
+            .into_iter()
+            .map(|e| {
+                let what = match &e.definition.requirements {
+                    Some(r) => r.join(" "),
+                    None => format!("{} (the host's Python)", e.definition.image.clone().unwrap_or_default()),
+                };
+                vec![cell_text(e.name), cell_text(e.version), cell_text(what), cell_text(time(Some(e.created_at)))]
+            })
+            .collect();
+        table_page(
+            "Environments",
+            "environments",
+            "No environments.",
+            vec!["Name", "Version", "Packages", "Created"],
+            rows,
+        )
+    }
+
+    pub async fn components(&self) -> Result<String> {
+        let rows = self
+            .orchestrator
+            .list_components(None, None)
+            .await?
+            .into_iter()
+            .map(|c| {
+                vec![
+                    cell_text(c.name),
+                    cell_text(c.version),
+                    cell_text(c.kind),
+                    cell_text(c.inputs.join(", ")),
+                    cell_text(c.outputs.join(", ")),
+                ]
+            })
+            .collect();
+        table_page(
+            "Components",
+            "components",
+            "No components.",
+            vec!["Name", "Version", "Type", "Inputs", "Outputs"],
+            rows,
+        )
+    }
+
+    pub async fn schedules(&self) -> Result<String> {
+        let rows = self
+            .orchestrator
+            .list_schedules(None)
+            .await?
+            .into_iter()
+            .map(|s| {
+                vec![
+                    cell_text(s.name),
+                    cell_text(if s.enabled { "enabled" } else { "disabled" }),
+                    cell_text(s.trigger),
+                    cell_text(s.time_zone),
+                    cell_text(s.next_fire_at.map(|t| time(Some(t))).unwrap_or_else(|| "-".into())),
+                ]
+            })
+            .collect();
+        table_page(
+            "Schedules",
+            "schedules",
+            "No schedules.",
+            vec!["Name", "State", "Trigger", "Time zone", "Next (UTC)"],
+            rows,
+        )
+    }
+}
+
+fn table_page(title: &str, id: &str, empty: &str, headers: Vec<&'static str>, rows: Vec<Vec<Cell>>) -> Result<String> {
+    Ok(TablePage { title: title.into(), table_id: id.into(), empty: empty.into(), headers, rows }.render()?)
+}

@@ -58,3 +58,31 @@
     }
   });
 })();
+
+// An endpoint's test form: sends the body to the scoring URI with the endpoint's key (or
+// token) and shows the status, the deployment that answered and the answer.
+(function () {
+  "use strict";
+  const form = document.getElementById("score-form");
+  if (!form) return;
+  form.addEventListener("submit", async function (ev) {
+    ev.preventDefault();
+    const out = document.getElementById("score-response");
+    out.textContent = "…";
+    try {
+      const name = form.getAttribute("data-endpoint");
+      const creds = await (await fetch("/api/v1/online-endpoints/" + encodeURIComponent(name) + "/credentials")).json();
+      const headers = { "Content-Type": "application/json", "Authorization": "Bearer " + (creds.primaryKey || creds.accessToken) };
+      const dep = document.getElementById("score-deployment").value;
+      if (dep) headers["azureml-model-deployment"] = dep;
+      const res = await fetch(form.getAttribute("data-scoring-path"), { method: "POST", headers: headers, body: document.getElementById("score-body").value });
+      const text = await res.text();
+      let shown = text;
+      try { shown = JSON.stringify(JSON.parse(text), null, 2); } catch (e) { /* not JSON */ }
+      out.textContent = res.status + " " + res.statusText + " · " + (res.headers.get("azureml-model-deployment") || "no deployment") + "\n" + shown;
+      out.setAttribute("data-status", String(res.status));
+    } catch (e) {
+      out.textContent = "the request failed: " + e;
+    }
+  });
+})();
