@@ -394,3 +394,58 @@ def test_endpoint_page_shows_deployments_traffic_and_sends_a_test_request(browse
             assert browser.find_element(By.ID, f"{page}-empty").is_displayed()
     finally:
         server.stop()
+
+
+def test_page_times_with_ten_thousand_runs_and_a_million_point_metric(browser, tmp_path):
+    """Measured, not asserted: the times are printed in the test output."""
+    import concurrent.futures
+    import requests
+    from selenium.webdriver.common.by import By
+
+    server = KilnServer(tmp_path / "data").start()
+    try:
+        api = f"{server.url}/api/2.0/mlflow"
+        exp = requests.post(f"{api}/experiments/create", json={"name": "big"}).json()["experiment_id"]
+        session = requests.Session()
+
+        def make(i):
+            s = requests.Session()
+            run = s.post(f"{api}/runs/create", json={"experiment_id": exp, "run_name": f"r{i}", "start_time": i}).json()
+            rid = run["run"]["info"]["run_id"]
+            s.post(f"{api}/runs/log-batch", json={
+                "run_id": rid,
+                "metrics": [{"key": "acc", "value": (i % 997) / 997, "timestamp": i, "step": 0}],
+                "params": [{"key": "i", "value": str(i)}],
+            }).raise_for_status()
+
+        started = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            list(pool.map(make, range(10_000)))
+        print(f"\n10,000 runs created in {time.perf_counter() - started:.1f} s")
+
+        big = session.post(f"{api}/runs/create", json={"experiment_id": exp, "run_name": "long"}).json()["run"]["info"]["run_id"]
+        started = time.perf_counter()
+        batches = [
+            json.dumps({"run_id": big, "metrics": [
+                {"key": "loss", "value": 1.0 / (b * 1000 + j + 1), "timestamp": b, "step": b * 1000 + j} for j in range(1000)]})
+            for b in range(1000)
+        ]
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda body: requests.post(f"{api}/runs/log-batch", data=body, headers={"Content-Type": "application/json"}).raise_for_status(), batches))
+        print(f"1,000,000 points logged in {time.perf_counter() - started:.1f} s")
+
+        ms = open_page(browser, f"{server.url}/ui/experiments/{exp}")
+        rows = browser.find_elements(By.CSS_SELECTOR, "#runs tbody tr")
+        print(f"experiment page with 10,001 runs (first 100 shown): {ms:.0f} ms")
+        assert len(rows) == 100
+        assert browser.find_element(By.ID, "next-page").is_displayed()
+        ms = open_page(browser, f"{server.url}/ui/runs/{big}")
+        svg = browser.find_element(By.CSS_SELECTOR, 'figure[data-key="loss"] svg')
+        print(f"run page with a 1,000,000-point metric: {ms:.0f} ms ({svg.get_attribute('data-points')} points drawn)")
+        assert 0 < int(svg.get_attribute("data-points")) <= 320
+        ms = open_page(browser, f"{server.url}/ui/runs/{big}?scale=log&smooth=0.6&x=time")
+        print(f"the same, log scale, smoothed, by time: {ms:.0f} ms")
+        assert "(log10)" in browser.find_element(By.CSS_SELECTOR, 'figure[data-key="loss"] svg title').get_attribute("textContent")
+        shot(browser, "million-points")
+    finally:
+        server.stop()

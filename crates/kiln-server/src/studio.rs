@@ -87,6 +87,11 @@ async fn experiment(
 #[derive(Deserialize, Default)]
 struct RunParams {
     artifact: Option<String>,
+    /// `step` (default) or `time`.
+    x: Option<String>,
+    smooth: Option<f64>,
+    /// `log` for a log scale.
+    scale: Option<String>,
 }
 
 async fn run(
@@ -95,7 +100,12 @@ async fn run(
     q: Result<Query<RunParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let q = q.map(|Query(q)| q).unwrap_or_default();
-    page(s.studio.run(&id, q.artifact.as_deref()).await)
+    let options = kiln_studio::chart::ChartOptions {
+        by_time: q.x.as_deref() == Some("time"),
+        smoothing: q.smooth.filter(|v| v.is_finite()).unwrap_or(0.0).clamp(0.0, 0.99),
+        log_scale: q.scale.as_deref() == Some("log"),
+    };
+    page(s.studio.run(&id, q.artifact.as_deref(), &options).await)
 }
 
 /// `/ui/compare?runs=a&runs=b` (the experiment page's checkboxes), or `runs=a,b`.

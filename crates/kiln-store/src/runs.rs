@@ -1,4 +1,4 @@
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use sqlx::{Any, Transaction};
 
@@ -418,17 +418,37 @@ impl Store {
         steps: Option<(i64, i64)>,
         max_results: usize,
     ) -> Result<Vec<RunMetric>> {
+        if max_results == 0 {
+            return Ok(Vec::new());
+        }
+        // The steps are sampled inside the database: a million-point history sends back
+        // `max_results` steps, not a million. Step number `rn` (0-based, of `total` distinct
+        // steps) is kept when it is `floor(i * (total - 1) / (max - 1))` for some i < max,
+        // which is what `sample_steps` picks: the smallest candidate i is
+        // `ceil(rn * (max - 1) / (total - 1))`, and rn is kept if that i lands on it.
+        let m = max_results as i64;
         let mut sql = Sql::new(
             self.dialect,
-            "SELECT DISTINCT m.step FROM metrics m JOIN runs r ON r.run_key = m.run_key WHERE r.run_id IN ",
+            "WITH s AS (SELECT DISTINCT m.step AS step FROM metrics m JOIN runs r ON r.run_key = m.run_key \
+             WHERE r.run_id IN ",
         );
         sql.bind_list(run_ids).push(" AND m.key = ").bind(key);
         if let Some((start, end)) = steps {
             sql.push(" AND m.step >= ").bind(start).push(" AND m.step <= ").bind(end);
         }
-        sql.push(" ORDER BY m.step");
-        let all: Vec<(i64,)> = sql.fetch_all(&self.reader).await?;
-        let sampled = sample_steps(&all.iter().map(|s| s.0).collect::<Vec<_>>(), max_results);
+        sql.push(
+            "), n AS (SELECT step, ROW_NUMBER() OVER (ORDER BY step) - 1 AS rn, COUNT(*) OVER () AS total FROM s) \
+             SELECT step FROM n WHERE total <= ",
+        );
+        sql.bind(m);
+        if m == 1 {
+            sql.push(" OR rn = total - 1");
+        } else {
+            sql.push(" OR ((rn * ").bind(m - 1).push(" + total - 2) / (total - 1)) * (total - 1) / ").bind(m - 1);
+            sql.push(" = rn");
+        }
+        sql.push(" ORDER BY step");
+        let sampled: Vec<i64> = sql.fetch_all::<(i64,), _>(&self.reader).await?.into_iter().map(|s| s.0).collect();
         let mut out = Vec::new();
         for chunk in sampled.chunks(2000) {
             let mut sql = Sql::new(
@@ -555,21 +575,6 @@ fn run_info_from_page_row(r: &mut RowReader<'_>) -> Result<(i64, i64, RunInfo)> 
 }
 
 /// Evenly spaced steps, including the first and the last.
-fn sample_steps(steps: &[i64], max: usize) -> Vec<i64> {
-    if steps.len() <= max {
-        return steps.to_vec();
-    }
-    match max {
-        0 => Vec::new(),
-        1 => vec![steps[steps.len() - 1]],
-        _ => {
-            let last = steps.len() - 1;
-            let picked: BTreeSet<i64> = (0..max).map(|i| steps[i * last / (max - 1)]).collect();
-            picked.into_iter().collect()
-        }
-    }
-}
-
 /// The integer key of a run, inside a write transaction.
 async fn run_key(tx: &mut Transaction<'_, Any>, run_id: &str) -> Result<i64> {
     let key: Option<(i64,)> =

@@ -274,6 +274,40 @@ async fn metric_history_pages_and_samples() {
         assert_eq!((steps[0], steps[9]), (0, 999));
         let window = s.metric_history_sampled(&["r".to_string()], "m", Some((10, 20)), 100).await.unwrap();
         assert_eq!(window.len(), 11);
+
+        // Sampling happens in the database; it picks what MLflow's evenly spaced indices pick.
+        fn reference(steps: &[i64], max: usize) -> Vec<i64> {
+            if steps.len() <= max {
+                return steps.to_vec();
+            }
+            match max {
+                0 => Vec::new(),
+                1 => vec![steps[steps.len() - 1]],
+                _ => {
+                    let last = steps.len() - 1;
+                    let picked: std::collections::BTreeSet<i64> =
+                        (0..max).map(|i| steps[i * last / (max - 1)]).collect();
+                    picked.into_iter().collect()
+                }
+            }
+        }
+        for n in [1usize, 2, 5, 17, 50, 101] {
+            let run = format!("sample-{n}");
+            s.create_run(&run_info(&run, exp, 1), &[]).await.unwrap();
+            let steps: Vec<i64> = (0..n as i64).map(|i| i * 3 + 1).collect();
+            let points: Vec<Metric> = steps.iter().map(|st| metric("x", *st as f64, *st, 1)).collect();
+            s.log_batch(&run, &RunBatch { metrics: points, ..Default::default() }).await.unwrap();
+            for max in [1usize, 2, 3, 7, 10, 60] {
+                let got: Vec<i64> = s
+                    .metric_history_sampled(std::slice::from_ref(&run), "x", None, max)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|m| m.metric.step)
+                    .collect();
+                assert_eq!(got, reference(&steps, max), "{} n={n} max={max}", b.name);
+            }
+        }
     }
 }
 

@@ -22,6 +22,46 @@ fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
+/// How a metric chart is drawn: by step or by time, raw or smoothed, linear or log scale.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ChartOptions {
+    /// Seconds since the first point instead of steps.
+    pub by_time: bool,
+    /// Exponential moving average weight (0: none, up to 0.99), as TensorBoard smooths.
+    pub smoothing: f64,
+    /// Log-10 y axis (points at or below zero are left out).
+    pub log_scale: bool,
+}
+
+/// Applies the options to `(step, timestamp ms, value)` points: the x to draw, and the y.
+pub fn shape(points: &[(i64, i64, f64)], o: &ChartOptions) -> Vec<(f64, f64)> {
+    let t0 = points.iter().map(|p| p.1).min().unwrap_or(0);
+    let mut out = Vec::with_capacity(points.len());
+    let w = o.smoothing.clamp(0.0, 0.99);
+    let mut ema: Option<f64> = None;
+    for &(step, ts, v) in points {
+        if !v.is_finite() {
+            continue;
+        }
+        let y = match ema {
+            Some(prev) if w > 0.0 => prev * w + v * (1.0 - w),
+            _ => v,
+        };
+        ema = Some(y);
+        let y = if o.log_scale {
+            if y <= 0.0 {
+                continue;
+            }
+            y.log10()
+        } else {
+            y
+        };
+        let x = if o.by_time { (ts - t0) as f64 / 1000.0 } else { step as f64 };
+        out.push((x, y));
+    }
+    out
+}
+
 /// Colours of the series of a chart, in order (distinct for readers with colour-blindness).
 const PALETTE: [&str; 8] = ["#0550ae", "#bc4c00", "#116329", "#8250df", "#a40e26", "#1b7c83", "#7d4e00", "#57606a"];
 
@@ -156,6 +196,18 @@ mod tests {
         );
         assert!(two.contains(r#"data-series="2""#) && two.contains(r#"class="legend""#), "{two}");
         assert!(two.contains("<title>b step 1: 3</title>"));
+    }
+
+    #[test]
+    fn options_smooth_log_and_time() {
+        let pts = [(0, 1000, 10.0), (1, 3000, 0.0), (2, 6000, 1000.0)];
+        assert_eq!(shape(&pts, &ChartOptions::default()), vec![(0.0, 10.0), (1.0, 0.0), (2.0, 1000.0)]);
+        let log = shape(&pts, &ChartOptions { log_scale: true, ..Default::default() });
+        assert_eq!(log, vec![(0.0, 1.0), (2.0, 3.0)], "non-positive values have no log");
+        let timed = shape(&pts, &ChartOptions { by_time: true, ..Default::default() });
+        assert_eq!(timed.iter().map(|p| p.0).collect::<Vec<_>>(), vec![0.0, 2.0, 5.0]);
+        let smooth = shape(&pts, &ChartOptions { smoothing: 0.5, ..Default::default() });
+        assert_eq!(smooth[1].1, 5.0);
     }
 
     #[test]

@@ -195,6 +195,9 @@ struct RunPage {
     params: Vec<(String, String)>,
     tags: Vec<(String, String)>,
     charts: Vec<MetricChart>,
+    by_time: bool,
+    log_scale: bool,
+    smoothing: String,
     /// The artifact folder shown, and its entries.
     folder: String,
     folder_parent: Option<String>,
@@ -297,7 +300,7 @@ impl Studio {
     }
 
     /// A run; `artifact` names a file to preview or a folder to list (the root otherwise).
-    pub async fn run(&self, id: &str, artifact: Option<&str>) -> Result<String> {
+    pub async fn run(&self, id: &str, artifact: Option<&str>, options: &chart::ChartOptions) -> Result<String> {
         let r = self.tracking.get_run(id).await?;
         let (folder, folder_parent, artifacts, selected) =
             self.artifacts(&r.info.artifact_uri, artifact.unwrap_or("")).await?;
@@ -308,11 +311,15 @@ impl Studio {
             // Down-sampled on the server: a million-point metric draws as fast as a short one.
             let sampled =
                 self.tracking.metric_history_bulk_interval(&[id.to_string()], &m.key, None, None, Some(320)).await?;
-            let points: Vec<(f64, f64)> = sampled.iter().map(|p| (p.metric.step as f64, p.metric.value)).collect();
+            let raw: Vec<(i64, i64, f64)> =
+                sampled.iter().map(|p| (p.metric.step, p.metric.timestamp, p.metric.value)).collect();
+            let points = chart::shape(&raw, options);
+            let x_label = if options.by_time { "seconds" } else { "step" };
+            let title = if options.log_scale { format!("{} (log10)", m.key) } else { m.key.clone() };
             charts.push(MetricChart {
                 key: m.key.clone(),
                 last: chart::short(m.value),
-                svg: chart::line(&m.key, "step", &points, 460.0, 220.0),
+                svg: chart::line(&title, x_label, &points, 460.0, 220.0),
             });
         }
         let tag = |k: &str| r.tags.iter().find(|t| t.key == k).map(|t| t.value.clone());
@@ -337,6 +344,9 @@ impl Studio {
                 .map(|t| (t.key.clone(), t.value.clone()))
                 .collect(),
             charts,
+            by_time: options.by_time,
+            log_scale: options.log_scale,
+            smoothing: format!("{}", options.smoothing),
             folder,
             folder_parent,
             artifacts,
