@@ -78,6 +78,7 @@ def workspace(tmp_path, monkeypatch):
     for i, (model, acc) in enumerate([("tree", 0.91), ("logreg", 0.95), ("forest", 0.42)]):
         with mlflow.start_run(run_name=f"run-{model}"):
             mlflow.log_params({"model": model, "depth": i + 2})
+            mlflow.set_tag("team", f"team-{i}")
             for step in range(20):
                 mlflow.log_metric("loss", 1.0 / (step + 1) + i * 0.1, step=step)
             mlflow.log_metric("accuracy", acc)
@@ -118,6 +119,13 @@ def test_home_experiments_runs_and_charts(browser, workspace):
     search(browser, "metrics.accuracy > 0.9 and params.model != 'tree'")
     names = texts(browser, "#runs tbody td:nth-child(2) a")
     assert names == ["run-logreg"], names
+    # Chosen columns, tags included.
+    cols = browser.find_element(By.ID, "columns")
+    cols.clear()
+    cols.send_keys("metrics.accuracy,tags.team")
+    search(browser, "")
+    assert texts(browser, "#runs thead th")[-2:] == ["accuracy", "team"]
+    assert sorted(texts(browser, "#runs tbody td:last-child")) == ["team-0", "team-1", "team-2"]
     search(browser, "metrics.accuracy >>> 1")
     error = browser.find_element(By.ID, "filter-error").text
     assert "metrics.accuracy" in error or "Invalid" in error or "filter" in error.lower(), error
@@ -134,9 +142,22 @@ def test_home_experiments_runs_and_charts(browser, workspace):
     assert params == {"depth": "2", "model": "tree"}
     shot(browser, "run")
 
-    # A job's run is a run like any other.
+    # A job's run is a run like any other, and links to its job.
     browser.get(f"{server.url}/ui/runs/{job}")
     assert browser.find_element(By.ID, "run-status").text == "FINISHED"
+    browser.find_element(By.ID, "source-job").click()
+    assert text_of(browser, "job-status") == "Completed"
+
+    # A parent run lists its children.
+    import mlflow
+
+    with mlflow.start_run(run_name="parent") as parent:
+        with mlflow.start_run(run_name="child-a", nested=True):
+            pass
+        with mlflow.start_run(run_name="child-b", nested=True):
+            pass
+    browser.get(f"{server.url}/ui/runs/{parent.info.run_id}")
+    assert [a.text for a in browser.find_elements(By.CSS_SELECTOR, "#children a")] == ["child-a", "child-b"]
 
     # Unknown objects get a 404 page that says so; assets are served from the binary.
     browser.get(f"{server.url}/ui/runs/nope")

@@ -72,6 +72,7 @@ struct ExperimentParams {
     filter: Option<String>,
     order_by: Option<String>,
     page_token: Option<String>,
+    columns: Option<String>,
 }
 
 async fn experiment(
@@ -80,7 +81,8 @@ async fn experiment(
     q: Result<Query<ExperimentParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let q = q.map(|Query(q)| q).unwrap_or_default();
-    let query = ExperimentQuery { filter: q.filter, order_by: q.order_by, page_token: q.page_token };
+    let query =
+        ExperimentQuery { filter: q.filter, order_by: q.order_by, page_token: q.page_token, columns: q.columns };
     page(s.studio.experiment(&id, &query).await)
 }
 

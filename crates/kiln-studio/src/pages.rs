@@ -94,6 +94,34 @@ pub struct ExperimentQuery {
     pub filter: Option<String>,
     pub order_by: Option<String>,
     pub page_token: Option<String>,
+    /// `metrics.acc,params.lr,tags.team`: the table's columns (else the first metrics and
+    /// params the runs have).
+    pub columns: Option<String>,
+}
+
+/// A column of the runs table: `metrics`, `params` or `tags`, and a key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Column {
+    pub kind: &'static str,
+    pub key: String,
+}
+
+fn parse_columns(text: &str) -> std::result::Result<Vec<Column>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(|c| {
+            let (kind, key) =
+                c.split_once('.').ok_or_else(|| format!("column '{c}': write metrics.KEY, params.KEY or tags.KEY"))?;
+            let kind = match kind {
+                "metrics" | "metric" => "metrics",
+                "params" | "param" => "params",
+                "tags" | "tag" => "tags",
+                other => return Err(format!("column '{c}': '{other}' is not metrics, params or tags")),
+            };
+            Ok(Column { kind, key: key.to_string() })
+        })
+        .collect()
 }
 
 pub struct RunRow {
@@ -103,8 +131,8 @@ pub struct RunRow {
     pub status_class: &'static str,
     pub start: String,
     pub duration: String,
-    pub metrics: Vec<String>,
-    pub params: Vec<String>,
+    /// One per column: the text, and whether it is a number (right-aligned).
+    pub cells: Vec<(String, bool)>,
 }
 
 #[derive(Template)]
@@ -115,8 +143,8 @@ struct ExperimentPage {
     filter: String,
     order_by: String,
     error: Option<String>,
-    metric_keys: Vec<String>,
-    param_keys: Vec<String>,
+    columns_text: String,
+    columns: Vec<Column>,
     runs: Vec<RunRow>,
     next_page: Option<String>,
 }
@@ -192,6 +220,9 @@ struct RunPage {
     duration: String,
     user: String,
     parent: Option<String>,
+    /// The job this run is the run of, when it is one.
+    job: Option<String>,
+    children: Vec<(String, String, String)>,
     params: Vec<(String, String)>,
     tags: Vec<(String, String)>,
     charts: Vec<MetricChart>,
@@ -276,30 +307,36 @@ impl Studio {
             Err(e) if e.kind == kiln_tracking::ErrorKind::InvalidParameter => (Vec::new(), None, Some(e.message)),
             Err(e) => return Err(e.into()),
         };
-        let mut metric_keys = BTreeSet::new();
-        let mut param_keys = BTreeSet::new();
-        for r in &runs {
-            metric_keys.extend(r.metrics.iter().map(|m| m.key.clone()));
-            param_keys.extend(r.params.iter().map(|p| p.key.clone()));
-        }
-        let metric_keys: Vec<String> = metric_keys.into_iter().take(DEFAULT_COLUMNS).collect();
-        let param_keys: Vec<String> = param_keys.into_iter().take(DEFAULT_COLUMNS).collect();
-        let rows = runs.iter().map(|r| run_row(r, &metric_keys, &param_keys)).collect();
+        let (columns, error) = match q.columns.as_deref().filter(|c| !c.trim().is_empty()).map(parse_columns) {
+            Some(Ok(c)) => (c, error),
+            Some(Err(e)) => (Vec::new(), error.or(Some(e))),
+            None => {
+                let mut metric_keys = BTreeSet::new();
+                let mut param_keys = BTreeSet::new();
+                for r in &runs {
+                    metric_keys.extend(r.metrics.iter().map(|m| m.key.clone()));
+                    param_keys.extend(r.params.iter().map(|p| p.key.clone()));
+                }
+                let metrics = metric_keys.into_iter().take(DEFAULT_COLUMNS).map(|key| Column { kind: "metrics", key });
+                let params = param_keys.into_iter().take(DEFAULT_COLUMNS).map(|key| Column { kind: "params", key });
+                (metrics.chain(params).collect(), error)
+            }
+        };
+        let rows = runs.iter().map(|r| run_row(r, &columns)).collect();
         Ok(ExperimentPage {
             id: exp.experiment_id.to_string(),
             name: exp.name,
             filter: q.filter.clone().unwrap_or_default(),
             order_by: q.order_by.clone().unwrap_or_default(),
             error,
-            metric_keys,
-            param_keys,
+            columns_text: q.columns.clone().unwrap_or_default(),
+            columns,
             runs: rows,
             next_page,
         }
         .render()?)
     }
 
-    /// A run; `artifact` names a file to preview or a folder to list (the root otherwise).
     pub async fn run(&self, id: &str, artifact: Option<&str>, options: &chart::ChartOptions) -> Result<String> {
         let r = self.tracking.get_run(id).await?;
         let (folder, folder_parent, artifacts, selected) =
@@ -324,6 +361,21 @@ impl Studio {
         }
         let tag = |k: &str| r.tags.iter().find(|t| t.key == k).map(|t| t.value.clone());
         let status = r.info.status.clone();
+        let job = self.orchestrator.get(id).await.ok().map(|j| j.name);
+        let children_req = SearchRequest {
+            filter: Some(format!("tags.mlflow.parentRunId = '{}'", id.replace('\'', "''"))),
+            order_by: vec!["attributes.start_time ASC".into()],
+            max_results: Some(200),
+            ..Default::default()
+        };
+        let children = self
+            .tracking
+            .search_runs(&[r.info.experiment_id.to_string()], &children_req)
+            .await?
+            .items
+            .into_iter()
+            .map(|c| (c.info.run_id, c.info.run_name, c.info.status))
+            .collect();
         Ok(RunPage {
             id: r.info.run_id.clone(),
             name: r.info.run_name.clone(),
@@ -336,6 +388,8 @@ impl Studio {
             duration: duration(r.info.start_time, r.info.end_time),
             user: r.info.user_id.clone(),
             parent: tag("mlflow.parentRunId"),
+            job,
+            children,
             params: r.params.iter().map(|p| (p.key.clone(), p.value.clone())).collect(),
             tags: r
                 .tags
@@ -479,7 +533,7 @@ impl Studio {
     }
 }
 
-fn run_row(r: &Run, metric_keys: &[String], param_keys: &[String]) -> RunRow {
+fn run_row(r: &Run, columns: &[Column]) -> RunRow {
     RunRow {
         id: r.info.run_id.clone(),
         name: r.info.run_name.clone(),
@@ -487,10 +541,15 @@ fn run_row(r: &Run, metric_keys: &[String], param_keys: &[String]) -> RunRow {
         status: r.info.status.clone(),
         start: time(r.info.start_time),
         duration: duration(r.info.start_time, r.info.end_time),
-        metrics: metric_keys.iter().map(|k| cell(r.metrics.iter().find(|m| m.key == *k).map(|m| m.value))).collect(),
-        params: param_keys
+        cells: columns
             .iter()
-            .map(|k| r.params.iter().find(|p| p.key == *k).map(|p| p.value.clone()).unwrap_or_default())
+            .map(|c| match c.kind {
+                "metrics" => (cell(r.metrics.iter().find(|m| m.key == c.key).map(|m| m.value)), true),
+                "params" => {
+                    (r.params.iter().find(|p| p.key == c.key).map(|p| p.value.clone()).unwrap_or_default(), false)
+                }
+                _ => (r.tags.iter().find(|t| t.key == c.key).map(|t| t.value.clone()).unwrap_or_default(), false),
+            })
             .collect(),
     }
 }
