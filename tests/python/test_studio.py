@@ -408,8 +408,12 @@ def test_endpoint_page_shows_deployments_traffic_and_sends_a_test_request(browse
         assert "green" in answer.splitlines()[0] and '"label"' in answer, answer
         shot(browser, "endpoint")
 
+        alias = requests.post(f"{server.url}/api/2.0/mlflow/registered-models/alias",
+                              json={"name": "iris-onnx", "alias": "champion", "version": "1"})
+        assert alias.status_code == 200, alias.text
         browser.get(f"{server.url}/ui/models")
-        assert "iris-onnx" in texts(browser, "#models td")
+        cells = texts(browser, "#models td")
+        assert "iris-onnx" in cells and "@champion" in cells, cells
         for page in ("data", "environments", "components", "schedules"):
             browser.get(f"{server.url}/ui/{page}")
             assert browser.find_element(By.ID, f"{page}-empty").is_displayed()

@@ -21,6 +21,7 @@ pub use pages::ExperimentQuery;
 #[derive(Clone)]
 pub struct Studio {
     tracking: Tracking,
+    registry: kiln_registry::Registry,
     orchestrator: Orchestrator,
     serving: Serving,
 }
@@ -57,6 +58,6 @@ pub fn asset(path: &str) -> Option<(&'static str, std::borrow::Cow<'static, [u8]
 
 impl Studio {
     pub fn new(tracking: Tracking, orchestrator: Orchestrator, serving: Serving) -> Studio {
-        Studio { tracking, orchestrator, serving }
+        Studio { registry: kiln_registry::Registry::new(tracking.clone()), tracking, orchestrator, serving }
     }
 }

@@ -598,8 +598,9 @@ struct JobPage {
     command: String,
     environment: String,
     created: String,
-    inputs: Vec<(String, String)>,
-    outputs: Vec<(String, String)>,
+    /// Name, what it is, and a link to its asset's page when it is an asset.
+    inputs: Vec<(String, String, Option<String>)>,
+    outputs: Vec<(String, String, Option<String>)>,
     transitions: Vec<(String, String)>,
     dag: Option<String>,
     steps: Vec<StepRow>,
@@ -612,6 +613,17 @@ struct JobPage {
 /// The job statuses the list filters on, as links.
 const STATUS_FILTERS: [(&str, &str); 5] =
     [("", "All"), ("active", "Active"), ("Completed", "Completed"), ("Failed", "Failed"), ("Canceled", "Canceled")];
+
+/// The page of the asset an input names (`azureml:name:version`, `name@latest`), if any.
+fn asset_link(v: &serde_json::Value) -> Option<String> {
+    let m = v.as_object()?;
+    let path = m.get("path")?.as_str()?;
+    if !path.starts_with("azureml:") || path.starts_with("azureml://") {
+        return None;
+    }
+    let kind = m.get("type").and_then(|t| t.as_str()).unwrap_or("uri_folder");
+    Some(if kind.ends_with("_model") { "/ui/models".into() } else { "/ui/data".into() })
+}
 
 fn describe_input(v: &serde_json::Value) -> String {
     match v {
@@ -656,7 +668,7 @@ impl Studio {
             .spec
             .get("inputs")
             .and_then(|i| i.as_object())
-            .map(|m| m.iter().map(|(k, v)| (k.clone(), describe_input(v))).collect())
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), describe_input(v), asset_link(v))).collect())
             .unwrap_or_default();
         let outputs = j
             .outputs
@@ -667,7 +679,14 @@ impl Studio {
                     (Some(n), None) => format!(" → {n}"),
                     _ => String::new(),
                 };
-                (k.clone(), format!("{} ({}){asset}", o.uri, o.data_type))
+                let link = o.asset_name.as_ref().map(|_| {
+                    if ["mlflow_model", "custom_model", "triton_model"].contains(&o.data_type.as_str()) {
+                        "/ui/models".to_string()
+                    } else {
+                        "/ui/data".to_string()
+                    }
+                });
+                (k.clone(), format!("{} ({}){asset}", o.uri, o.data_type), link)
             })
             .collect();
         let transitions = j.transitions.iter().map(|(s, at)| (s.as_str().to_string(), time(Some(*at)))).collect();
@@ -973,6 +992,18 @@ impl Studio {
     }
 
     pub async fn models(&self) -> Result<String> {
+        // Aliases live on the registered model: `name` → [(alias, version)].
+        let registered = self.registry.search_registered_models(None, &[], Some(1000), None).await?.items;
+        let aliases = |name: &str, version: &str| -> String {
+            registered
+                .iter()
+                .filter(|r| r.name == name)
+                .flat_map(|r| r.aliases.iter())
+                .filter(|(_, v)| v.to_string() == version)
+                .map(|(a, _)| format!("@{a}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
         let rows = self
             .orchestrator
             .list_models(None, None)
@@ -980,6 +1011,7 @@ impl Studio {
             .into_iter()
             .map(|m| {
                 vec![
+                    cell_text(aliases(&m.name, &m.version)),
                     cell_text(m.name),
                     cell_text(m.version),
                     cell_text(m.model_type),
