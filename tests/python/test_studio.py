@@ -307,6 +307,11 @@ def test_job_pages_draw_the_pipeline_the_sweep_and_stream_a_live_log(browser, jo
     wait_until(lambda: "tick 3" in (text_of(browser, "job-log") or ""), timeout=20)
     assert text_of(browser, "job-status") in ("Running", "Starting", "Preparing", "Queued")
     shot(browser, "job-live-log")
+    import requests
+
+    # Another site's page cannot cancel it through the user's browser.
+    forged = requests.post(f"{server.url}/ui/jobs/{slow}/cancel", headers={"Sec-Fetch-Site": "cross-site"}, allow_redirects=False)
+    assert forged.status_code == 403
     browser.find_element(By.ID, "cancel").click()
     wait_until(lambda: text_of(browser, "job-status") == "Canceled", timeout=20)
     assert "tick 20" not in text_of(browser, "job-log")
@@ -327,8 +332,11 @@ def test_compare_runs_and_browse_artifacts(browser, workspace, tmp_path):
         (tmp_path / "report" / "summary.json").write_text(json.dumps({"accuracy": 0.93, "classes": 3}))
         (tmp_path / "report" / "scores.csv").write_text("name,score\na,1\nb,2\n")
         (tmp_path / "notes.txt").write_text("trained on iris\n")
+        (tmp_path / "odd").mkdir()
+        (tmp_path / "odd" / "a&b +1.txt").write_text("odd name\n")
         mlflow.log_artifacts(str(tmp_path / "report"), artifact_path="report")
         mlflow.log_artifact(str(tmp_path / "notes.txt"))
+        mlflow.log_artifact(str(tmp_path / "odd" / "a&b +1.txt"))
     browser.get(f"{server.url}/ui/runs/{run.info.run_id}")
     listed = texts(browser, "#artifact-list a")
     assert listed[0].endswith("report") and "notes.txt" in listed, listed
@@ -339,6 +347,12 @@ def test_compare_runs_and_browse_artifacts(browser, workspace, tmp_path):
     assert texts(browser, "#preview table.csv th") == ["name", "score"]
     assert len(browser.find_elements(By.CSS_SELECTOR, "#preview table.csv tbody tr")) == 2
     shot(browser, "artifacts")
+    browser.get(f"{server.url}/ui/runs/{run.info.run_id}")
+    browser.find_element(By.CSS_SELECTOR, 'a[data-path="a&b +1.txt"]').click()
+    assert "odd name" in browser.find_element(By.ID, "preview").text
+    import requests as rq
+
+    assert rq.get(f"{server.url}/ui/runs/{run.info.run_id}?artifact=nope/missing.txt").status_code == 404
 
     # Select three runs of the experiment and compare them.
     exp = mlflow.get_experiment_by_name("iris-sweep").experiment_id

@@ -91,7 +91,8 @@ struct RunParams {
     artifact: Option<String>,
     /// `step` (default) or `time`.
     x: Option<String>,
-    smooth: Option<f64>,
+    /// Read leniently: an empty or odd box means no smoothing, not a lost request.
+    smooth: Option<String>,
     /// `log` for a log scale.
     scale: Option<String>,
 }
@@ -104,7 +105,12 @@ async fn run(
     let q = q.map(|Query(q)| q).unwrap_or_default();
     let options = kiln_studio::chart::ChartOptions {
         by_time: q.x.as_deref() == Some("time"),
-        smoothing: q.smooth.filter(|v| v.is_finite()).unwrap_or(0.0).clamp(0.0, 0.99),
+        smoothing: q
+            .smooth
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|v| v.is_finite())
+            .unwrap_or(0.0)
+            .clamp(0.0, 0.99),
         log_scale: q.scale.as_deref() == Some("log"),
     };
     page(s.studio.run(&id, q.artifact.as_deref(), &options).await)
@@ -141,9 +147,31 @@ async fn job(State(s): State<Shared>, Path(name): Path<String>) -> Response {
     page(s.studio.job(&name).await)
 }
 
+/// Whether a form post came from the studio's own pages: the browser says so in
+/// `Sec-Fetch-Site`, or (older browsers) in `Origin`, which must name this server. A page on
+/// another site cannot cancel jobs on the user's behalf.
+fn same_origin(headers: &HeaderMap) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        return site == "same-origin" || site == "none";
+    }
+    match (
+        headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()),
+        headers.get(header::HOST).and_then(|v| v.to_str().ok()),
+    ) {
+        (Some(origin), Some(host)) => origin.split_once("://").map(|(_, h)| h) == Some(host),
+        // No browser sent it (a script, curl): nothing to protect against.
+        (None, _) => true,
+        _ => false,
+    }
+}
+
 /// The job page's cancel button: cancels, then shows the job again (303, so a reload does
 /// not post twice).
-async fn cancel_job(State(s): State<Shared>, Path(name): Path<String>) -> Response {
+async fn cancel_job(State(s): State<Shared>, Path(name): Path<String>, headers: HeaderMap) -> Response {
+    if !same_origin(&headers) {
+        return (StatusCode::FORBIDDEN, Html("<p>Cross-site requests cannot cancel jobs.</p>".to_string()))
+            .into_response();
+    }
     match s.studio.cancel_job(&name).await {
         Ok(()) => Redirect::to(&format!("/ui/jobs/{name}")).into_response(),
         Err(e) => page(Err(e)),

@@ -56,7 +56,7 @@ pub fn shape(points: &[(i64, i64, f64)], o: &ChartOptions) -> Vec<(f64, f64)> {
         } else {
             y
         };
-        let x = if o.by_time { (ts - t0) as f64 / 1000.0 } else { step as f64 };
+        let x = if o.by_time { (ts as f64 - t0 as f64) / 1000.0 } else { step as f64 };
         out.push((x, y));
     }
     out
@@ -109,14 +109,27 @@ pub fn lines(title: &str, x_label: &str, series: &[(String, Vec<(f64, f64)>)], w
             y1 = y1.max(*y);
         }
     }
-    if x1 == x0 {
-        x1 = x0 + 1.0;
+    if !(x1 - x0).is_finite() || x1 - x0 <= 0.0 {
+        // One x (or a span too large or too small for f64): room either side of it.
+        let pad = (x0.abs() * 1e-9).max(1.0);
+        x0 -= pad;
+        x1 += pad;
     }
-    if y1 == y0 {
+    if !(y1 - y0).is_finite() || y1 - y0 <= 0.0 {
         // One value: centred, with room either side.
         let pad = if y0 == 0.0 { 1.0 } else { y0.abs() * 0.1 };
         y0 -= pad;
         y1 += pad;
+    }
+    if !(x1 - x0).is_finite() || !(y1 - y0).is_finite() {
+        // Values near f64's limits: nothing sensible to draw.
+        let _ = write!(
+            svg,
+            r#"<text class="empty" x="{}" y="{}">values out of range</text></svg>"#,
+            left + 8.0,
+            top + ph / 2.0
+        );
+        return svg;
     }
     let px = |x: f64| left + (x - x0) / (x1 - x0) * pw;
     let py = |y: f64| top + (1.0 - (y - y0) / (y1 - y0)) * ph;
@@ -196,6 +209,14 @@ mod tests {
         );
         assert!(two.contains(r#"data-series="2""#) && two.contains(r#"class="legend""#), "{two}");
         assert!(two.contains("<title>b step 1: 3</title>"));
+    }
+
+    #[test]
+    fn extreme_values_draw_no_nan() {
+        for pts in [vec![(1e17, 1.0)], vec![(0.0, -1e308), (1.0, 1e308)], vec![(0.0, 5.0), (0.0, 5.0)]] {
+            let svg = line("x", "step", &pts, 200.0, 100.0);
+            assert!(!svg.contains("NaN") && !svg.contains("inf"), "{pts:?}: {svg}");
+        }
     }
 
     #[test]

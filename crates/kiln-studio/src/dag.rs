@@ -142,7 +142,7 @@ pub fn svg(nodes: &[Node], edges: &[(String, String)]) -> String {
     let mut out = String::new();
     let _ = write!(
         out,
-        r#"<svg class="dag" role="img" viewBox="0 0 {width} {height}" width="{width}" height="{height}"><title>pipeline graph</title><defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z"/></marker></defs>"#
+        r#"<svg class="dag" role="group" aria-label="pipeline graph" viewBox="0 0 {width} {height}" width="{width}" height="{height}"><title>pipeline graph</title><defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z"/></marker></defs>"#
     );
     for chain in &chains {
         let mut d = String::new();

@@ -20,7 +20,7 @@ fn time(ms: Option<i64>) -> String {
 fn duration(start: Option<i64>, end: Option<i64>) -> String {
     match (start, end) {
         (Some(s), Some(e)) if e >= s => {
-            let ms = e - s;
+            let ms = e.saturating_sub(s);
             if ms < 1000 { format!("{ms} ms") } else { format!("{:.1} s", ms as f64 / 1000.0) }
         }
         (Some(_), None) => "running".into(),
@@ -197,6 +197,19 @@ struct ComparePage {
 const PREVIEW_LIMIT: u64 = 1024 * 1024;
 /// Runs one comparison shows at most.
 pub const COMPARE_LIMIT: usize = 10;
+
+/// A path segment for a URL: everything but unreserved characters percent-encoded.
+fn url_segment(seg: &str) -> String {
+    let mut out = String::with_capacity(seg.len());
+    for b in seg.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
 
 fn human_size(n: u64) -> String {
     match n {
@@ -429,7 +442,8 @@ impl Studio {
         let (folder, preview) = match size {
             Some(size) => {
                 let parent = rel.as_str().rsplit_once('/').map(|(p, _)| p.to_string()).unwrap_or_default();
-                let url = format!("/api/2.0/mlflow-artifacts/artifacts/{}", target.as_str());
+                let encoded: Vec<String> = target.as_str().split('/').map(|seg| url_segment(seg)).collect();
+                let url = format!("/api/2.0/mlflow-artifacts/artifacts/{}", encoded.join("/"));
                 let name = rel.file_name().to_ascii_lowercase();
                 let ext = name.rsplit('.').next().unwrap_or("");
                 let preview = if matches!(ext, "png" | "jpg" | "jpeg" | "gif" | "svg" | "webp") {
@@ -460,10 +474,11 @@ impl Studio {
             None => (rel.as_str().to_string(), None),
         };
         let dir = if folder.is_empty() { root.clone() } else { root.join(&folder).map_err(invalid)? };
-        let mut entries: Vec<ArtifactEntry> = blobs
-            .list_dir(&dir)
-            .await
-            .map_err(kiln_tracking::ServiceError::from)?
+        let listed = blobs.list_dir(&dir).await.map_err(kiln_tracking::ServiceError::from)?;
+        if listed.is_empty() && !folder.is_empty() && preview.is_none() {
+            return Err(kiln_tracking::ServiceError::not_found(format!("the run has no artifact '{folder}'")).into());
+        }
+        let mut entries: Vec<ArtifactEntry> = listed
             .into_iter()
             .filter(|e| !e.name.starts_with(".kiln"))
             .map(|e| ArtifactEntry {
@@ -969,9 +984,14 @@ impl Studio {
                     .inputs
                     .iter()
                     .map(|i| {
+                        // A row of the input's shape; open dimensions (and any input too big
+                        // to show, past 1,000 values) are given one element each.
+                        let total = i.shape.iter().try_fold(1usize, |acc, d| acc.checked_mul(d.unwrap_or(1)));
+                        let small = total.is_some_and(|t| t <= 1000);
                         let mut v = serde_json::json!(0.0);
                         for dim in i.shape.iter().rev() {
-                            v = serde_json::Value::Array(vec![v; dim.unwrap_or(1)]);
+                            let n = if small { dim.unwrap_or(1) } else { 1 };
+                            v = serde_json::Value::Array(vec![v; n]);
                         }
                         (i.name.clone(), v)
                     })

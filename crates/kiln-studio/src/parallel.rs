@@ -36,7 +36,12 @@ fn axis(values: impl Iterator<Item = Value>) -> Axis {
     if !values.is_empty() && values.iter().all(|v| v.as_f64().is_some_and(f64::is_finite)) {
         let (lo, hi) =
             values.iter().filter_map(Value::as_f64).fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(x), b.max(x)));
-        return Axis::Numeric(lo, if hi > lo { hi } else { lo + 1.0 });
+        let span = hi - lo;
+        if span.is_finite() && span > 0.0 {
+            return Axis::Numeric(lo, hi);
+        }
+        let pad = (lo.abs() * 1e-9).max(1.0);
+        return Axis::Numeric(lo - pad, lo + pad);
     }
     let mut cats: Vec<String> = values.iter().map(label).collect();
     cats.sort();
@@ -99,7 +104,8 @@ pub fn svg(names: &[String], objective: &str, maximize: bool, trials: &[Trial], 
             }
             _ => 0.0,
         };
-        let light = 85.0 - 55.0 * shade.clamp(0.0, 1.0);
+        let shade = if shade.is_finite() { shade.clamp(0.0, 1.0) } else { 0.0 };
+        let light = 85.0 - 55.0 * shade;
         let is_best = best == Some(t.job.as_str());
         let _ = write!(
             out,

@@ -3,34 +3,42 @@
 // status, metrics and tables move without a reload. Focus and form input are left alone.
 (function () {
   "use strict";
-  function refresh(el, every) {
+  // The user's state a swap must keep: ticked checkboxes, by name and value.
+  function checkedBoxes(el) {
+    return Array.from(el.querySelectorAll("input[type=checkbox]:checked")).map(function (b) {
+      return b.name + "=" + b.value;
+    });
+  }
+  function refresh(el, every, failures) {
     setTimeout(async function tick() {
-      const active = document.activeElement;
-      if (active && (active.tagName === "INPUT" || active.tagName === "TEXTAREA")) {
-        return refresh(el, every); // the user is typing: try again later
-      }
+      // Hidden tabs do not poll; they catch up when shown again.
+      if (document.hidden) return refresh(el, every, failures);
       try {
         const res = await fetch(window.location.href, { headers: { "X-Kiln-Live": "1" } });
-        if (res.ok) {
-          const doc = new DOMParser().parseFromString(await res.text(), "text/html");
-          const fresh = doc.getElementById(el.id);
-          if (fresh) {
-            // Only what changed is replaced: a quiet page keeps its elements (and whatever
-            // the user has selected in them).
-            if (fresh.innerHTML !== el.innerHTML) el.innerHTML = fresh.innerHTML;
-            const next = fresh.getAttribute("data-live");
-            if (!next) return; // no longer live (the run ended)
-            every = parseInt(next, 10) || every;
-          }
+        if (!res.ok) throw new Error(String(res.status));
+        const doc = new DOMParser().parseFromString(await res.text(), "text/html");
+        const fresh = doc.getElementById(el.id);
+        if (!fresh) return; // the page no longer has a live part
+        // Someone is working inside it (typing, a focused control): leave it for now.
+        const busy = el.contains(document.activeElement) && document.activeElement !== document.body;
+        if (!busy && fresh.innerHTML !== el.innerHTML) {
+          const kept = checkedBoxes(el);
+          el.innerHTML = fresh.innerHTML;
+          el.querySelectorAll("input[type=checkbox]").forEach(function (b) {
+            if (kept.indexOf(b.name + "=" + b.value) >= 0) b.checked = true;
+          });
         }
+        const next = fresh.getAttribute("data-live");
+        if (!next) return; // no longer live (the run ended)
+        refresh(el, parseInt(next, 10) || every, 0);
       } catch (e) {
-        // The server may be restarting; keep trying.
+        // The server may be restarting: try again, less often each time (up to a minute).
+        refresh(el, every, Math.min(failures + 1, 5));
       }
-      refresh(el, every);
-    }, every);
+    }, every * Math.pow(2, failures));
   }
   document.querySelectorAll("[data-live]").forEach(function (el) {
-    refresh(el, parseInt(el.getAttribute("data-live"), 10) || 5000);
+    refresh(el, parseInt(el.getAttribute("data-live"), 10) || 5000, 0);
   });
 })();
 
@@ -52,6 +60,7 @@
         pre.append(decoder.decode(value, { stream: true }));
         if (atBottom) pre.scrollTop = pre.scrollHeight;
       }
+      pre.append(decoder.decode()); // a character split across the last chunk
       pre.setAttribute("data-done", "true");
     } catch (e) {
       pre.setAttribute("data-error", String(e));
@@ -68,10 +77,14 @@
   form.addEventListener("submit", async function (ev) {
     ev.preventDefault();
     const out = document.getElementById("score-response");
+    const button = document.getElementById("score-send");
     out.textContent = "…";
+    button.disabled = true; // one request at a time, so the answer shown is this one's
     try {
       const name = form.getAttribute("data-endpoint");
-      const creds = await (await fetch("/api/v1/online-endpoints/" + encodeURIComponent(name) + "/credentials")).json();
+      const credRes = await fetch("/api/v1/online-endpoints/" + encodeURIComponent(name) + "/credentials");
+      if (!credRes.ok) throw new Error("cannot read the endpoint's credentials (" + credRes.status + ")");
+      const creds = await credRes.json();
       const headers = { "Content-Type": "application/json", "Authorization": "Bearer " + (creds.primaryKey || creds.accessToken) };
       const dep = document.getElementById("score-deployment").value;
       if (dep) headers["azureml-model-deployment"] = dep;
@@ -83,6 +96,8 @@
       out.setAttribute("data-status", String(res.status));
     } catch (e) {
       out.textContent = "the request failed: " + e;
+    } finally {
+      button.disabled = false;
     }
   });
 })();
