@@ -442,7 +442,7 @@ impl Studio {
         let (folder, preview) = match size {
             Some(size) => {
                 let parent = rel.as_str().rsplit_once('/').map(|(p, _)| p.to_string()).unwrap_or_default();
-                let encoded: Vec<String> = target.as_str().split('/').map(|seg| url_segment(seg)).collect();
+                let encoded: Vec<String> = target.as_str().split('/').map(url_segment).collect();
                 let url = format!("/api/2.0/mlflow-artifacts/artifacts/{}", encoded.join("/"));
                 let name = rel.file_name().to_ascii_lowercase();
                 let ext = name.rsplit('.').next().unwrap_or("");
