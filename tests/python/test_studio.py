@@ -56,6 +56,17 @@ def search(driver, text):
     WebDriverWait(driver, 10).until(EC.staleness_of(old))
 
 
+def click_through(driver, css):
+    """Clicks a link on the runs page and waits for the next page to replace the table."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    old = driver.find_element(By.ID, "runs")
+    driver.find_element(By.CSS_SELECTOR, css).click()
+    WebDriverWait(driver, 10).until(EC.staleness_of(old))
+
+
 def text_of(driver, element_id):
     """An element's text read in one step in the page (live parts are swapped under us)."""
     return driver.execute_script(f"const e = document.getElementById('{element_id}'); return e ? e.textContent.trim() : null;")
@@ -119,12 +130,20 @@ def test_home_experiments_runs_and_charts(browser, workspace):
     search(browser, "metrics.accuracy > 0.9 and params.model != 'tree'")
     names = texts(browser, "#runs tbody td:nth-child(2) a")
     assert names == ["run-logreg"], names
+    # A click on a metric's header sorts by it (keeping the filter), best first; again, the
+    # other way.
+    search(browser, "")
+    click_through(browser, "#runs th.metrics a[href*='accuracy']")
+    assert texts(browser, "#runs tbody td:nth-child(2) a")[0] == "run-logreg"
+    click_through(browser, "#runs th.metrics a[href*='accuracy']")
+    assert texts(browser, "#runs tbody td:nth-child(2) a")[0] == "run-forest", (browser.current_url, texts(browser, "#runs tbody td:nth-child(2) a"), texts(browser, "#runs th.metrics a"))
+
     # Chosen columns, tags included.
     cols = browser.find_element(By.ID, "columns")
     cols.clear()
     cols.send_keys("metrics.accuracy,tags.team")
     search(browser, "")
-    assert texts(browser, "#runs thead th")[-2:] == ["accuracy", "team"]
+    assert [t.rstrip(" ▲▼") for t in texts(browser, "#runs thead th")[-2:]] == ["accuracy", "team"]
     assert sorted(texts(browser, "#runs tbody td:last-child")) == ["team-0", "team-1", "team-2"]
     search(browser, "metrics.accuracy >>> 1")
     error = browser.find_element(By.ID, "filter-error").text
@@ -145,6 +164,7 @@ def test_home_experiments_runs_and_charts(browser, workspace):
     # A job's run is a run like any other, and links to its job.
     browser.get(f"{server.url}/ui/runs/{job}")
     assert browser.find_element(By.ID, "run-status").text == "FINISHED"
+    wait_until(lambda: "hello from the studio test" in (text_of(browser, "run-log") or ""), timeout=10)
     browser.find_element(By.ID, "source-job").click()
     assert text_of(browser, "job-status") == "Completed"
 

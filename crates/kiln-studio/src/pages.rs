@@ -106,6 +106,33 @@ pub struct Column {
     pub key: String,
 }
 
+impl Column {
+    /// The `order_by` a click on this column's header asks for: descending first, then
+    /// ascending. Keys with spaces or dots are quoted with backticks, as the grammar wants.
+    pub fn sort_next(&self, current: &str) -> String {
+        let key = if self.key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            self.key.clone()
+        } else {
+            format!("`{}`", self.key)
+        };
+        let desc = format!("{}.{key} DESC", self.kind);
+        if current == desc { format!("{}.{key} ASC", self.kind) } else { desc }
+    }
+
+    /// An arrow when the table is sorted by this column.
+    pub fn sort_mark(&self, current: &str) -> &'static str {
+        let asc = self.sort_next("");
+        let base = asc.trim_end_matches(" DESC");
+        if current == format!("{base} DESC") {
+            " ▼"
+        } else if current == format!("{base} ASC") {
+            " ▲"
+        } else {
+            ""
+        }
+    }
+}
+
 fn parse_columns(text: &str) -> std::result::Result<Vec<Column>, String> {
     text.split(',')
         .map(str::trim)
@@ -233,8 +260,9 @@ struct RunPage {
     duration: String,
     user: String,
     parent: Option<String>,
-    /// The job this run is the run of, when it is one.
+    /// The job this run is the run of, when it is one, and whether it still runs.
     job: Option<String>,
+    job_live: bool,
     children: Vec<(String, String, String)>,
     params: Vec<(String, String)>,
     tags: Vec<(String, String)>,
@@ -374,7 +402,9 @@ impl Studio {
         }
         let tag = |k: &str| r.tags.iter().find(|t| t.key == k).map(|t| t.value.clone());
         let status = r.info.status.clone();
-        let job = self.orchestrator.get(id).await.ok().map(|j| j.name);
+        let job_record = self.orchestrator.get(id).await.ok();
+        let job_live = job_record.as_ref().is_some_and(|j| !j.status.is_terminal());
+        let job = job_record.map(|j| j.name);
         let children_req = SearchRequest {
             filter: Some(format!("tags.mlflow.parentRunId = '{}'", id.replace('\'', "''"))),
             order_by: vec!["attributes.start_time ASC".into()],
@@ -402,6 +432,7 @@ impl Studio {
             user: r.info.user_id.clone(),
             parent: tag("mlflow.parentRunId"),
             job,
+            job_live,
             children,
             params: r.params.iter().map(|p| (p.key.clone(), p.value.clone())).collect(),
             tags: r
