@@ -448,6 +448,8 @@ def test_endpoint_page_shows_deployments_traffic_and_sends_a_test_request(browse
         browser.get(f"{server.url}/ui/models")
         cells = texts(browser, "#models td")
         assert "iris-onnx" in cells and "@champion" in cells, cells
+        browser.get(f"{server.url}/ui/models#model-iris-onnx-1")
+        assert "@champion" in browser.find_element(By.ID, "model-iris-onnx-1").text, "a deep link to one version"
         for page in ("data", "environments", "components", "schedules"):
             browser.get(f"{server.url}/ui/{page}")
             assert browser.find_element(By.ID, f"{page}-empty").is_displayed()

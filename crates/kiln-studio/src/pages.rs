@@ -668,7 +668,13 @@ fn asset_link(v: &serde_json::Value) -> Option<String> {
         return None;
     }
     let kind = m.get("type").and_then(|t| t.as_str()).unwrap_or("uri_folder");
-    Some(if kind.ends_with("_model") { "/ui/models".into() } else { "/ui/data".into() })
+    let (page, prefix) = if kind.ends_with("_model") { ("models", "model") } else { ("data", "data") };
+    // `azureml:name:version` links to that version's row; `name@latest` to the page.
+    let reference = path.trim_start_matches("azureml:");
+    Some(match reference.split_once(':') {
+        Some((name, version)) if !reference.contains('@') => format!("/ui/{page}#{}", anchor(prefix, name, version)),
+        _ => format!("/ui/{page}"),
+    })
 }
 
 fn describe_input(v: &serde_json::Value) -> String {
@@ -922,7 +928,21 @@ struct TablePage {
     table_id: String,
     empty: String,
     headers: Vec<&'static str>,
-    rows: Vec<Vec<Cell>>,
+    /// Each row's anchor (`#model-iris-3`): a deep link to one object of the list.
+    rows: Vec<(String, Vec<Cell>)>,
+}
+
+/// A row anchor: the object's kind, name and version, with anything but letters, digits, `-`
+/// and `_` replaced.
+fn anchor(kind: &str, name: &str, version: &str) -> String {
+    let clean = |s: &str| {
+        s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' }).collect::<String>()
+    };
+    if version.is_empty() {
+        format!("{kind}-{}", clean(name))
+    } else {
+        format!("{kind}-{}-{}", clean(name), clean(version))
+    }
 }
 
 impl Studio {
@@ -1061,25 +1081,29 @@ impl Studio {
             .await?
             .into_iter()
             .map(|m| {
-                vec![
-                    cell_text(aliases(&m.name, &m.version)),
-                    cell_text(m.name),
-                    cell_text(m.version),
-                    cell_text(m.model_type),
-                    cell_text(if m.archived { "archived".to_string() } else { m.stage }),
-                    Cell {
-                        text: m.run_id.clone().unwrap_or_else(|| "-".into()),
-                        href: m.run_id.map(|r| format!("/ui/runs/{r}")),
-                    },
-                    cell_text(time(Some(m.created_at))),
-                ]
+                let id = anchor("model", &m.name, &m.version);
+                (
+                    id,
+                    vec![
+                        cell_text(aliases(&m.name, &m.version)),
+                        cell_text(m.name),
+                        cell_text(m.version),
+                        cell_text(m.model_type),
+                        cell_text(if m.archived { "archived".to_string() } else { m.stage }),
+                        Cell {
+                            text: m.run_id.clone().unwrap_or_else(|| "-".into()),
+                            href: m.run_id.map(|r| format!("/ui/runs/{r}")),
+                        },
+                        cell_text(time(Some(m.created_at))),
+                    ],
+                )
             })
             .collect();
         table_page(
             "Models",
             "models",
             "No registered models.",
-            vec!["Name", "Version", "Type", "Stage", "Run", "Created"],
+            vec!["Aliases", "Name", "Version", "Type", "Stage", "Run", "Created"],
             rows,
         )
     }
@@ -1091,13 +1115,17 @@ impl Studio {
             .await?
             .into_iter()
             .map(|d| {
-                vec![
-                    cell_text(d.name),
-                    cell_text(d.version),
-                    cell_text(d.data_type),
-                    cell_text(d.uri),
-                    cell_text(time(Some(d.created_at))),
-                ]
+                let id = anchor("data", &d.name, &d.version);
+                (
+                    id,
+                    vec![
+                        cell_text(d.name),
+                        cell_text(d.version),
+                        cell_text(d.data_type),
+                        cell_text(d.uri),
+                        cell_text(time(Some(d.created_at))),
+                    ],
+                )
             })
             .collect();
         table_page("Data", "data", "No data assets.", vec!["Name", "Version", "Type", "Path", "Created"], rows)
@@ -1114,7 +1142,11 @@ impl Studio {
                     Some(r) => r.join(" "),
                     None => format!("{} (the host's Python)", e.definition.image.clone().unwrap_or_default()),
                 };
-                vec![cell_text(e.name), cell_text(e.version), cell_text(what), cell_text(time(Some(e.created_at)))]
+                let id = anchor("environment", &e.name, &e.version);
+                (
+                    id,
+                    vec![cell_text(e.name), cell_text(e.version), cell_text(what), cell_text(time(Some(e.created_at)))],
+                )
             })
             .collect();
         table_page(
@@ -1133,13 +1165,17 @@ impl Studio {
             .await?
             .into_iter()
             .map(|c| {
-                vec![
-                    cell_text(c.name),
-                    cell_text(c.version),
-                    cell_text(c.kind),
-                    cell_text(c.inputs.join(", ")),
-                    cell_text(c.outputs.join(", ")),
-                ]
+                let id = anchor("component", &c.name, &c.version);
+                (
+                    id,
+                    vec![
+                        cell_text(c.name),
+                        cell_text(c.version),
+                        cell_text(c.kind),
+                        cell_text(c.inputs.join(", ")),
+                        cell_text(c.outputs.join(", ")),
+                    ],
+                )
             })
             .collect();
         table_page(
@@ -1158,13 +1194,17 @@ impl Studio {
             .await?
             .into_iter()
             .map(|s| {
-                vec![
-                    cell_text(s.name),
-                    cell_text(if s.enabled { "enabled" } else { "disabled" }),
-                    cell_text(s.trigger),
-                    cell_text(s.time_zone),
-                    cell_text(s.next_fire_at.map(|t| time(Some(t))).unwrap_or_else(|| "-".into())),
-                ]
+                let id = anchor("schedule", &s.name, "");
+                (
+                    id,
+                    vec![
+                        cell_text(s.name),
+                        cell_text(if s.enabled { "enabled" } else { "disabled" }),
+                        cell_text(s.trigger),
+                        cell_text(s.time_zone),
+                        cell_text(s.next_fire_at.map(|t| time(Some(t))).unwrap_or_else(|| "-".into())),
+                    ],
+                )
             })
             .collect();
         table_page(
@@ -1177,6 +1217,12 @@ impl Studio {
     }
 }
 
-fn table_page(title: &str, id: &str, empty: &str, headers: Vec<&'static str>, rows: Vec<Vec<Cell>>) -> Result<String> {
+fn table_page(
+    title: &str,
+    id: &str,
+    empty: &str,
+    headers: Vec<&'static str>,
+    rows: Vec<(String, Vec<Cell>)>,
+) -> Result<String> {
     Ok(TablePage { title: title.into(), table_id: id.into(), empty: empty.into(), headers, rows }.render()?)
 }
