@@ -633,3 +633,75 @@ def test_batch_scoring_script_retries_and_error_threshold(wserver, tmp_path):
     assert out.returncode != 0 and "does not exist" in out.stderr
     out = kiln(wserver, "batch-endpoint", "invoke", "-n", "nope", "--input", "azureml:x:1")
     assert out.returncode != 0 and "batch endpoint 'nope' does not exist" in out.stderr
+
+
+def test_batch_summary_only_leaves_the_output_to_the_script(wserver, tmp_path):
+    folder, _ = csv_folder(tmp_path, n_files=3, rows=2)
+    sklearn_folder(tmp_path)
+    write(
+        tmp_path / "code" / "score.py",
+        "import os\n\ndef init():\n    pass\n\ndef run(mini_batch):\n"
+        "    out = os.environ['AZUREML_BI_OUTPUT_PATH']\n"
+        "    for p in mini_batch:\n"
+        "        with open(os.path.join(out, os.path.basename(p) + '.done'), 'w') as f:\n"
+        "            f.write('scored')\n"
+        "    return [os.path.basename(p) for p in mini_batch]\n",
+    )
+    write(tmp_path / "ep.yml", "name: summary-batch\n")
+    ok(wserver, "batch-endpoint", "create", "-f", str(tmp_path / "ep.yml"))
+    write(
+        tmp_path / "d.yml",
+        "name: writer\nendpoint_name: summary-batch\nmodel:\n  path: ./model\n"
+        "code_configuration: {code: ./code, scoring_script: score.py}\nenvironment: {image: python}\n"
+        "settings: {output_action: summary_only, mini_batch_size: 2}\n",
+    )
+    ok(wserver, "batch-deployment", "create", "-f", str(tmp_path / "d.yml"))
+    out = ok(wserver, "-o", "json", "batch-endpoint", "invoke", "-n", "summary-batch", "--input", str(folder))
+    job = wait_job(wserver, json.loads(out.stdout)["name"])
+    log = wserver.api("GET", f"/api/v1/jobs/{job['name']}/log").text
+    assert job["status"] == "Completed", log
+    assert "3 files scored, 0 failed, 0 rows written" in log
+    dl = tmp_path / "download"
+    ok(wserver, "job", "download", "-n", job["name"], "--output-name", "score", "--download-path", str(dl))
+    names = sorted(p.name for p in dl.rglob("*") if p.is_file())
+    assert names == ["part-00.csv.done", "part-01.csv.done", "part-02.csv.done"], names
+
+
+def test_a_rolling_update_of_a_python_deployment_drops_no_request(wserver, tmp_path):
+    for version in ("v1", "v2"):
+        write(
+            tmp_path / version / "score.py",
+            f"import time\n\ndef init():\n    time.sleep(0.5)\n\ndef run(raw):\n    return '{version}'\n",
+        )
+    ep = endpoint(wserver, tmp_path, name="roll-ep")
+    spec = "name: blue\nendpoint_name: roll-ep\ncode_configuration: {code: ./CODE, scoring_script: score.py}\nenvironment: {image: python}\n"
+    write(tmp_path / "blue.yml", spec.replace("CODE", "v1"))
+    ok(wserver, "online-deployment", "create", "-f", str(tmp_path / "blue.yml"), "--all-traffic")
+    uri, k = ep["scoring_uri"], keys(wserver, "roll-ep")["primaryKey"]
+    answers, stop = [], threading.Event()
+
+    def hammer():
+        s = requests.Session()
+        while not stop.is_set():
+            r = s.post(uri, data="{}", headers={"Authorization": f"Bearer {k}", "Content-Type": "application/json"})
+            answers.append((r.status_code, r.text))
+
+    threads = [threading.Thread(target=hammer) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(0.3)
+        write(tmp_path / "blue.yml", spec.replace("CODE", "v2"))
+        ok(wserver, "online-deployment", "update", "-f", str(tmp_path / "blue.yml"))
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    statuses = {s for s, _ in answers}
+    assert statuses == {200}, {s: sum(1 for x, _ in answers if x == s) for s in statuses}
+    bodies = [b for _, b in answers]
+    assert bodies[0] == '"v1"' and bodies[-1] == '"v2"', (bodies[0], bodies[-1])
+    # Once v2 answered, v1 never did again: the switch is one swap.
+    first_v2 = bodies.index('"v2"')
+    assert '"v1"' not in bodies[first_v2 + 2 :], "old answers after the switch (beyond the requests in flight)"
