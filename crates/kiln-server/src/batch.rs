@@ -9,6 +9,7 @@ use axum::{Extension, Json, Router};
 use kiln_api::*;
 use kiln_serving::batch::{BatchDeploymentView, BatchEndpointView, BatchInvocation};
 
+use crate::endpoints::spec;
 use crate::error::{ApiResult, body};
 use crate::jobs::job;
 use crate::{Identity, Shared};
@@ -93,10 +94,6 @@ fn deployment(d: BatchDeploymentView) -> BatchDeployment {
         created_at: d.created_at,
         updated_at: d.updated_at,
     }
-}
-
-fn spec(spec: String, source: Option<String>, overrides: Vec<String>) -> kiln_serving::EndpointCreate {
-    kiln_serving::EndpointCreate { spec, source: source.unwrap_or_else(|| "endpoint.yml".into()), overrides }
 }
 
 #[utoipa::path(post, path = "/api/v1/batch-endpoints", request_body = EndpointSpec,

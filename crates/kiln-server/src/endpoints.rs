@@ -135,7 +135,9 @@ fn deployment(d: DeploymentView) -> OnlineDeployment {
     }
 }
 
-fn spec(spec: String, source: Option<String>, overrides: Vec<String>) -> kiln_serving::EndpointCreate {
+/// A spec sent by a client, for the serving service (errors name `endpoint.yml` when the
+/// client named no file).
+pub(crate) fn spec(spec: String, source: Option<String>, overrides: Vec<String>) -> kiln_serving::EndpointCreate {
     kiln_serving::EndpointCreate { spec, source: source.unwrap_or_else(|| "endpoint.yml".into()), overrides }
 }
 

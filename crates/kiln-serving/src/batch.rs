@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use crate::control::{invalid, parse_doc, to_json};
 use crate::model::{RuntimeKind, mlflow_environment, model_files, runtime_for};
-use crate::{EndpointCreate, ModelBinding, Result, Serving, state};
+use crate::{EndpointCreate, ModelBinding, Result, Serving, shell_quote as quote, state};
 
 const DRIVER: &str = include_str!("batch_driver.py");
 const DRIVER_NAME: &str = "kiln_batch_driver.py";
@@ -110,22 +110,9 @@ pub struct BatchInvocation {
     pub user: Option<String>,
 }
 
-fn quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
 impl Serving {
     async fn batch_endpoint_record(&self, name: &str) -> Result<(EndpointRecord, BatchEndpointDocument)> {
-        let r = self
-            .inner
-            .tracking
-            .store()
-            .get_endpoint(name)
-            .await?
-            .filter(|r| r.kind == "batch")
-            .ok_or_else(|| ServiceError::not_found(format!("batch endpoint '{name}' does not exist")))?;
-        let doc = parse_doc("batch endpoint", &r.document)?;
-        Ok((r, doc))
+        self.endpoint_of_kind(name, "batch").await
     }
 
     async fn batch_endpoint_view(&self, r: &EndpointRecord, doc: &BatchEndpointDocument) -> Result<BatchEndpointView> {
@@ -152,20 +139,7 @@ impl Serving {
             ));
         }
         let doc = BatchEndpointDocument { description: e.description, tags: e.tags, default_deployment: None };
-        let now = now_ms();
-        let record = EndpointRecord {
-            name: e.name.clone(),
-            kind: "batch".into(),
-            document: to_json(&doc),
-            created_at: now,
-            updated_at: now,
-        };
-        self.inner.tracking.store().insert_endpoint(&record).await.map_err(|err| match err {
-            kiln_store::StoreError::AlreadyExists(_) => {
-                ServiceError::exists(format!("an endpoint named '{}' already exists", e.name))
-            }
-            other => other.into(),
-        })?;
+        let record = self.insert_endpoint(&e.name, "batch", to_json(&doc)).await?;
         self.batch_endpoint_view(&record, &doc).await
     }
 

@@ -16,13 +16,13 @@ use kiln_store::{DeploymentRecord, EndpointRecord, now_ms};
 use kiln_tracking::ServiceError;
 use tokio::sync::Semaphore;
 
-use crate::live::{LiveDeployment, LiveEndpoint, Runtime, now_s};
+use crate::live::{LiveDeployment, LiveEndpoint, Runtime};
 use crate::model::{RuntimeKind, mlflow_environment, model_files, runtime_for};
 use crate::onnx::OnnxModel;
 use crate::workers::{WorkerPool, WorkerSpec};
 use crate::{
     Credentials, DeploymentDocument, DeploymentView, EndpointDocument, EndpointView, ModelBinding, RequestSettings,
-    Result, Serving, auth, scoring_path, state,
+    Result, Serving, auth, now_s, scoring_path, state,
 };
 
 /// A spec sent by a client: its text, the file name errors should give, `--set` overrides.
@@ -139,16 +139,39 @@ impl Serving {
     }
 
     async fn endpoint_record(&self, name: &str) -> Result<(EndpointRecord, EndpointDocument)> {
+        self.endpoint_of_kind(name, "online").await
+    }
+
+    /// An endpoint of one kind (`online`, `batch`) and its document.
+    pub(crate) async fn endpoint_of_kind<T: serde::de::DeserializeOwned>(
+        &self,
+        name: &str,
+        kind: &str,
+    ) -> Result<(EndpointRecord, T)> {
         let r = self
             .inner
             .tracking
             .store()
             .get_endpoint(name)
             .await?
-            .filter(|r| r.kind == "online")
-            .ok_or_else(|| ServiceError::not_found(format!("online endpoint '{name}' does not exist")))?;
-        let doc = parse_doc("endpoint", &r.document)?;
+            .filter(|r| r.kind == kind)
+            .ok_or_else(|| ServiceError::not_found(format!("{kind} endpoint '{name}' does not exist")))?;
+        let doc = parse_doc(&format!("{kind} endpoint"), &r.document)?;
         Ok((r, doc))
+    }
+
+    /// Records a new endpoint; a taken name (of either kind) is refused.
+    pub(crate) async fn insert_endpoint(&self, name: &str, kind: &str, document: String) -> Result<EndpointRecord> {
+        let now = now_ms();
+        let record =
+            EndpointRecord { name: name.to_string(), kind: kind.into(), document, created_at: now, updated_at: now };
+        self.inner.tracking.store().insert_endpoint(&record).await.map_err(|err| match err {
+            kiln_store::StoreError::AlreadyExists(_) => {
+                ServiceError::exists(format!("an endpoint named '{name}' already exists"))
+            }
+            other => other.into(),
+        })?;
+        Ok(record)
     }
 
     async fn deployment_names(&self, endpoint: &str) -> Result<Vec<String>> {
@@ -204,20 +227,7 @@ impl Serving {
             mirror_traffic: mirror,
             keys: auth::Keys::generate(),
         };
-        let now = now_ms();
-        let record = EndpointRecord {
-            name: e.name.clone(),
-            kind: "online".into(),
-            document: to_json(&doc),
-            created_at: now,
-            updated_at: now,
-        };
-        self.inner.tracking.store().insert_endpoint(&record).await.map_err(|err| match err {
-            kiln_store::StoreError::AlreadyExists(_) => {
-                ServiceError::exists(format!("an endpoint named '{}' already exists", e.name))
-            }
-            other => other.into(),
-        })?;
+        let record = self.insert_endpoint(&e.name, "online", to_json(&doc)).await?;
         self.refresh(&e.name).await?;
         Ok(endpoint_view(&record, &doc))
     }

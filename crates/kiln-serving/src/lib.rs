@@ -224,6 +224,17 @@ pub enum Credentials {
     },
 }
 
+/// A shell word: single-quoted, with single quotes inside escaped (commands the launcher runs
+/// with `bash -c`).
+pub(crate) fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// Now, in epoch seconds.
+pub(crate) fn now_s() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
 pub fn scoring_path(endpoint: &str) -> String {
     format!("/endpoints/{endpoint}/score")
 }

@@ -14,7 +14,7 @@ use crate::auth::{self, Denied, Keys};
 use crate::metrics::DeploymentMetrics;
 use crate::onnx::OnnxModel;
 use crate::protocol::{self, ScoringErrorKind};
-use crate::{EndpointDocument, Serving};
+use crate::{EndpointDocument, Serving, now_s};
 
 /// A scoring request, as the HTTP layer hands it over.
 #[derive(Debug, Clone)]
@@ -120,10 +120,6 @@ impl LiveEndpoint {
         let r = fastrand::u32(0..total);
         self.routes.iter().find(|(upto, _)| r < *upto).map(|(_, d)| d.as_str())
     }
-}
-
-pub(crate) fn now_s() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 impl LiveDeployment {

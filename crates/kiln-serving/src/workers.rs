@@ -27,6 +27,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::Probe;
 use crate::live::{ScoreRequest, ScoreResponse};
+use crate::shell_quote as quote;
 
 pub(crate) const WORKER_SCRIPT: &str = include_str!("worker.py");
 
@@ -87,10 +88,6 @@ impl Drop for WorkerPool {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
     }
-}
-
-fn quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
 }
 
 /// The last lines of a log, for an error message.

@@ -18,7 +18,8 @@ pub fn short(v: f64) -> String {
     }
 }
 
-fn escape(s: &str) -> String {
+/// Text for SVG and HTML: markup characters and quotes escaped.
+pub(crate) fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 

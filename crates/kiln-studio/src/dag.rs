@@ -13,6 +13,8 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
+use crate::chart::escape;
+
 /// A step to draw.
 #[derive(Debug, Clone)]
 pub struct Node {
@@ -30,10 +32,6 @@ const NODE_H: f64 = 46.0;
 const GAP_X: f64 = 70.0;
 const GAP_Y: f64 = 22.0;
 const PAD: f64 = 12.0;
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
 
 /// Lays out and draws `nodes` with `edges` (from, to). Edges naming unknown nodes, and
 /// edges that would close a cycle, are left out.

@@ -7,7 +7,7 @@ use std::fmt::Write;
 
 use serde_json::Value;
 
-use crate::chart::short;
+use crate::chart::{escape, short};
 
 pub struct Trial {
     pub job: String,
@@ -25,10 +25,6 @@ fn label(v: &Value) -> String {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     }
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 fn axis(values: impl Iterator<Item = Value>) -> Axis {
