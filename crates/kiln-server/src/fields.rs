@@ -299,31 +299,57 @@ impl<S: Send + Sync> FromRequest<S> for Req {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        RawReq::from_request(req, state).await?.fields().map(Req)
+    }
+}
+
+/// A request before its fields are decoded: for handlers with a fast path for the plain form
+/// of a large body (a metric batch), which fall back to [`RawReq::fields`] for anything else.
+pub struct RawReq {
+    /// The body, empty for GET and HEAD.
+    pub body: Bytes,
+    pub query: String,
+}
+
+impl RawReq {
+    /// The request's fields, as [`Req`] reads them.
+    pub fn fields(&self) -> Result<Fields<'static>, ApiError> {
+        if self.body.is_empty() {
+            return Ok(Fields::from_query(&self.query));
+        }
+        let mut fields = Fields::from_body(&self.body)?;
+        // Some clients put fields in the query even on POST; the body wins.
+        for (k, v) in Fields::from_query(&self.query).0.into_owned() {
+            fields.0.to_mut().entry(k).or_insert(v);
+        }
+        Ok(fields)
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for RawReq {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let method = req.method().clone();
         let query = req.uri().query().unwrap_or("").to_string();
         if method == Method::GET || method == Method::HEAD {
-            return Ok(Req(Fields::from_query(&query)));
+            return Ok(RawReq { body: Bytes::new(), query });
         }
         let content_type = req
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
-        let bytes = Bytes::from_request(req, state)
+        let body = Bytes::from_request(req, state)
             .await
             .map_err(|e| ApiError::bad_request(format!("Could not read the request body: {e}")))?;
         if (method == Method::POST || method == Method::PUT)
-            && !bytes.is_empty()
+            && !body.is_empty()
             && content_type.as_deref() != Some("application/json")
         {
             return Err(ApiError::invalid("Bad Request. Content-Type must be one of ['application/json']"));
         }
-        let mut fields = Fields::from_body(&bytes)?;
-        // Some clients put fields in the query even on POST; the body wins.
-        for (k, v) in Fields::from_query(&query).0.into_owned() {
-            fields.0.to_mut().entry(k).or_insert(v);
-        }
-        Ok(Req(fields))
+        Ok(RawReq { body, query })
     }
 }
 

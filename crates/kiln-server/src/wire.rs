@@ -138,13 +138,69 @@ impl<'a> MetricOut<'a> {
     }
 }
 
-/// A page of metrics: `{"metrics": [...], "next_page_token": ...}` with MLflow's omissions.
-#[derive(Serialize)]
-pub struct MetricPage<'a> {
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub metrics: Vec<MetricOut<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_page_token: Option<String>,
+/// A page of metrics, `{"metrics": [...], "next_page_token": ...}` with MLflow's omissions,
+/// as the bytes [`MetricOut`] would serialize to.
+///
+/// Why by hand: a history page is the largest answer the server writes (25,000 points), and
+/// every point repeats the same key and run id and the same five field names, which serde
+/// escapes afresh each time; here each distinct string is escaped once. Numbers still go
+/// through serde_json, so they are written exactly as everywhere else.
+pub fn metric_page_json(metrics: &[Metric], run_id: Option<&str>, next_page_token: Option<&str>) -> Vec<u8> {
+    fn escaped(s: &str) -> Vec<u8> {
+        serde_json::to_vec(s).unwrap_or_default()
+    }
+    fn number<T: Serialize>(buf: &mut Vec<u8>, v: T) {
+        // Writing a number into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *buf, &v);
+    }
+    let mut buf = Vec::with_capacity(64 + metrics.len() * (96 + run_id.map_or(0, str::len)));
+    buf.push(b'{');
+    if !metrics.is_empty() {
+        let run_id = run_id.map(escaped);
+        let mut key: (&str, Vec<u8>) = ("", escaped(""));
+        buf.extend_from_slice(b"\"metrics\":[");
+        for (i, m) in metrics.iter().enumerate() {
+            if i > 0 {
+                buf.push(b',');
+            }
+            if key.0 != m.key {
+                key = (&m.key, escaped(&m.key));
+            }
+            buf.extend_from_slice(b"{\"key\":");
+            buf.extend_from_slice(&key.1);
+            buf.extend_from_slice(b",\"value\":");
+            number(&mut buf, MetricValue(m.value));
+            buf.extend_from_slice(b",\"timestamp\":");
+            number(&mut buf, m.timestamp);
+            buf.extend_from_slice(b",\"step\":");
+            number(&mut buf, m.step);
+            for (name, v) in [
+                (&b",\"dataset_name\":"[..], &m.dataset_name),
+                (b",\"dataset_digest\":", &m.dataset_digest),
+                (b",\"model_id\":", &m.model_id),
+            ] {
+                if let Some(v) = v {
+                    buf.extend_from_slice(name);
+                    buf.extend_from_slice(&escaped(v));
+                }
+            }
+            if let Some(run_id) = &run_id {
+                buf.extend_from_slice(b",\"run_id\":");
+                buf.extend_from_slice(run_id);
+            }
+            buf.push(b'}');
+        }
+        buf.push(b']');
+    }
+    if let Some(token) = next_page_token {
+        if !metrics.is_empty() {
+            buf.push(b',');
+        }
+        buf.extend_from_slice(b"\"next_page_token\":");
+        buf.extend_from_slice(&escaped(token));
+    }
+    buf.push(b'}');
+    buf
 }
 
 pub fn metric(m: &Metric, run_id: Option<&str>) -> Value {
@@ -447,6 +503,56 @@ pub fn ms_from_duration(s: &str) -> Option<i64> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn metric_pages_are_what_serde_writes() {
+        use kiln_tracking::Metric;
+        let point = |key: &str, value: f64, step: i64| Metric {
+            key: key.into(),
+            value,
+            timestamp: 1_700_000_000_000_i64.wrapping_add(step),
+            step,
+            model_id: None,
+            dataset_name: None,
+            dataset_digest: None,
+        };
+        let mut with_extras = point("loss", 0.1, 7);
+        with_extras.model_id = Some("m-1".into());
+        with_extras.dataset_name = Some("train \"set\"".into());
+        with_extras.dataset_digest = Some("d".into());
+        let metrics = [
+            point("loss", 1.0 / 3.0, 0),
+            point("loss", f64::NAN, 1),
+            point("loss", f64::INFINITY, 2),
+            point("loss", f64::NEG_INFINITY, 3),
+            point("acc\u{e9}\n", -0.0, -4),
+            point("loss", 1e-300, i64::MAX),
+            with_extras,
+        ];
+        for run_id in [None, Some("0123abcd")] {
+            for (items, token) in
+                [(&metrics[..], None), (&metrics[..], Some("tok\"en")), (&[][..], Some("t")), (&[][..], None)]
+            {
+                let expected = serde_json::json!({
+                    "metrics": items.iter().map(|m| super::MetricOut::new(m, run_id)).collect::<Vec<_>>(),
+                    "next_page_token": token,
+                });
+                let mut expected = expected.as_object().unwrap().clone();
+                expected.retain(|_, v| !(v.is_null() || v.as_array().is_some_and(|a| a.is_empty())));
+                let written = super::metric_page_json(items, run_id, token);
+                let parsed: serde_json::Value = serde_json::from_slice(&written).unwrap();
+                assert_eq!(
+                    parsed,
+                    serde_json::Value::Object(expected.clone()),
+                    "{}",
+                    String::from_utf8_lossy(&written)
+                );
+                // Byte for byte too: the same field order and number forms as serde's.
+                let reference = serde_json::to_string(&serde_json::Value::Object(expected)).unwrap();
+                assert_eq!(String::from_utf8(written).unwrap().len(), reference.len());
+            }
+        }
+    }
+
     use super::*;
 
     #[test]

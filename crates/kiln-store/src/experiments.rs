@@ -35,6 +35,31 @@ pub(crate) fn lifecycle_condition(column: &str, view: ViewType) -> String {
     }
 }
 
+/// The tags of the given experiments, `(experiment_id, key, value)` in key order.
+fn experiment_tags(dialect: crate::Dialect, ids: &[i64]) -> Sql {
+    let mut sql = Sql::new(dialect, "SELECT experiment_id, key, value FROM experiment_tags WHERE experiment_id IN ");
+    sql.bind_list(ids).push(" ORDER BY key");
+    sql
+}
+
+fn assemble(rows: Vec<ExperimentRow>, tag_rows: Vec<(i64, String, String)>) -> Vec<Experiment> {
+    let mut tags: HashMap<i64, Vec<Tag>> = HashMap::new();
+    for (id, key, value) in tag_rows {
+        tags.entry(id).or_default().push(Tag { key, value });
+    }
+    rows.into_iter()
+        .map(|(experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time)| Experiment {
+            experiment_id,
+            name,
+            artifact_location,
+            lifecycle_stage,
+            creation_time,
+            last_update_time,
+            tags: tags.remove(&experiment_id).unwrap_or_default(),
+        })
+        .collect()
+}
+
 impl Store {
     /// Makes sure experiment `0` exists; it is where runs go when no experiment is named.
     pub async fn ensure_default_experiment(&self, name: &str, artifact_location: &str) -> Result<()> {
@@ -87,6 +112,17 @@ impl Store {
     pub async fn get_experiment(&self, id: i64) -> Result<Option<Experiment>> {
         let mut sql = Sql::new(self.dialect, &format!("SELECT {COLUMNS} FROM experiments e WHERE e.experiment_id = "));
         sql.bind(id);
+        if let Some(direct) = &self.direct {
+            // Every run creation reads its experiment first.
+            return direct.read(|conn| {
+                let row =
+                    sql.first_direct(conn, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?;
+                let Some(row) = row else { return Ok(None) };
+                let tags = experiment_tags(self.dialect, &[row.0])
+                    .map_direct(conn, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                Ok(assemble(vec![row], tags).pop())
+            });
+        }
         let row: Option<ExperimentRow> = sql.fetch_optional(&self.reader).await?;
         match row {
             Some(row) => Ok(self.hydrate_experiments(vec![row]).await?.pop()),
@@ -116,7 +152,7 @@ impl Store {
         }
         order.push("e.experiment_id ASC".into());
         sql.push(" ORDER BY ").push(&order.join(", "));
-        sql.push(" LIMIT ").bind(search.limit.saturating_add(1)).push(" OFFSET ").bind(search.offset);
+        sql.limit_offset(search.limit.saturating_add(1), search.offset);
         let mut rows: Vec<ExperimentRow> = sql.fetch_all(&self.reader).await?;
         let next_offset = page_rest(&mut rows, search);
         Ok(Page { items: self.hydrate_experiments(rows).await?, next_offset })
@@ -127,28 +163,8 @@ impl Store {
             return Ok(Vec::new());
         }
         let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
-        let mut sql =
-            Sql::new(self.dialect, "SELECT experiment_id, key, value FROM experiment_tags WHERE experiment_id IN ");
-        sql.bind_list(&ids).push(" ORDER BY key");
-        let tag_rows: Vec<(i64, String, String)> = sql.fetch_all(&self.reader).await?;
-        let mut tags: HashMap<i64, Vec<Tag>> = HashMap::new();
-        for (id, key, value) in tag_rows {
-            tags.entry(id).or_default().push(Tag { key, value });
-        }
-        Ok(rows
-            .into_iter()
-            .map(|(experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time)| {
-                Experiment {
-                    experiment_id,
-                    name,
-                    artifact_location,
-                    lifecycle_stage,
-                    creation_time,
-                    last_update_time,
-                    tags: tags.remove(&experiment_id).unwrap_or_default(),
-                }
-            })
-            .collect())
+        let tag_rows = experiment_tags(self.dialect, &ids).fetch_all(&self.reader).await?;
+        Ok(assemble(rows, tag_rows))
     }
 
     pub async fn rename_experiment(&self, id: i64, new_name: &str) -> Result<()> {

@@ -113,7 +113,7 @@ impl Store {
             sql.push(" ORDER BY created_at DESC, name DESC");
         }
         if let Some(limit) = filter.limit {
-            sql.push(" LIMIT ").bind(limit);
+            sql.limit(limit);
         }
         Ok(sql.fetch_all::<Row, _>(&self.reader).await?.into_iter().map(record).collect())
     }

@@ -11,6 +11,7 @@
 mod assets;
 pub use assets::AssetCreated;
 mod compile;
+mod direct;
 mod experiments;
 mod jobs;
 mod logged_models;
@@ -26,6 +27,7 @@ mod sql;
 mod traces;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -53,6 +55,8 @@ pub enum StoreError {
     Migration { version: i64, source: sqlx::Error },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
 }
 
 impl From<compile::UnsupportedClause> for StoreError {
@@ -76,6 +80,9 @@ pub struct Store {
     reader: AnyPool,
     writer: AnyPool,
     dialect: Dialect,
+    /// The hot paths' direct connections, for a SQLite file (not for PostgreSQL, nor for an
+    /// in-memory database, which other connections could not see).
+    direct: Option<Arc<direct::Direct>>,
 }
 
 struct Migration {
@@ -98,9 +105,11 @@ impl Store {
     /// `url` is `sqlite://PATH` (or a bare path ending in `.db`) or `postgresql://…`.
     pub async fn connect(url: &str) -> Result<Store> {
         sqlx::any::install_default_drivers();
+        let mut file = None;
         let (dialect, url) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             (Dialect::Postgres, url.to_string())
         } else if let Some(path) = url.strip_prefix("sqlite://") {
+            file = Some(std::path::PathBuf::from(path));
             (Dialect::Sqlite, format!("sqlite://{path}?mode=rwc"))
         } else if url == "sqlite::memory:" {
             (Dialect::Sqlite, url.to_string())
@@ -142,11 +151,12 @@ impl Store {
                         })
                 };
                 let writer = pool(1, true).connect_with(options.clone()).await?;
-                let store = Store { reader: writer.clone(), writer, dialect };
+                let store = Store { reader: writer.clone(), writer, dialect, direct: None };
                 store.migrate().await?;
                 let reader = pool(4, false).connect_with(options).await?;
-                spawn_checkpointer(reader.clone());
-                Store { reader, ..store }
+                let direct = file.map(|f| direct::Direct::open(&f)).transpose()?.map(Arc::new);
+                spawn_checkpointer(reader.clone(), store.writer.clone(), direct.clone());
+                Store { reader, direct, ..store }
             }
             Dialect::Postgres => {
                 let pool = AnyPoolOptions::new()
@@ -154,7 +164,7 @@ impl Store {
                     .acquire_timeout(Duration::from_secs(60))
                     .connect_with(options)
                     .await?;
-                let store = Store { reader: pool.clone(), writer: pool, dialect };
+                let store = Store { reader: pool.clone(), writer: pool, dialect, direct: None };
                 store.migrate().await?;
                 store
             }
@@ -211,8 +221,9 @@ impl Store {
 }
 
 /// Copies the SQLite write-ahead log into the database file every second, without blocking
-/// readers or the writer (PASSIVE), until the pool closes.
-fn spawn_checkpointer(pool: AnyPool) {
+/// readers or the writer (PASSIVE), until the pool closes; once all of it is copied, empties
+/// it (see [`direct::Direct::truncate_wal`]).
+fn spawn_checkpointer(pool: AnyPool, writer: AnyPool, direct: Option<Arc<direct::Direct>>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -221,11 +232,20 @@ fn spawn_checkpointer(pool: AnyPool) {
             if pool.is_closed() {
                 break;
             }
-            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
-                if pool.is_closed() {
-                    break;
+            // (busy, frames in the log, frames copied)
+            let copied = sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&pool).await;
+            match copied {
+                Ok((0, log, done)) if log > 0 && done == log => {
+                    if let Some(direct) = &direct
+                        && let Err(e) = direct.truncate_wal(&writer).await
+                        && !writer.is_closed()
+                    {
+                        tracing::debug!(error = %e, "WAL truncation skipped; will retry");
+                    }
                 }
-                tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
+                Ok(_) => {}
+                Err(_) if pool.is_closed() => break,
+                Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed; will retry"),
             }
         }
     });
@@ -234,6 +254,19 @@ fn spawn_checkpointer(pool: AnyPool) {
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// [`unique_as_exists`] for the direct SQLite path.
+pub(crate) fn unique_as_exists_direct(what: impl FnOnce() -> String) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    use rusqlite::ffi::{SQLITE_CONSTRAINT_PRIMARYKEY, SQLITE_CONSTRAINT_UNIQUE};
+    move |e| match &e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == SQLITE_CONSTRAINT_UNIQUE || f.extended_code == SQLITE_CONSTRAINT_PRIMARYKEY =>
+        {
+            StoreError::AlreadyExists(what())
+        }
+        _ => StoreError::Sqlite(e),
+    }
 }
 
 /// Maps a unique-constraint violation to [`StoreError::AlreadyExists`] with `what`.

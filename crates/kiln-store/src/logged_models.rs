@@ -149,7 +149,7 @@ impl Store {
         order.push("e.creation_timestamp DESC".into());
         order.push("e.model_id ASC".into());
         sql.push(" ORDER BY ").push(&order.join(", "));
-        sql.push(" LIMIT ").bind(search.limit.saturating_add(1)).push(" OFFSET ").bind(search.offset);
+        sql.limit_offset(search.limit.saturating_add(1), search.offset);
         let mut rows: Vec<Row> = sql.fetch_all(&self.reader).await?;
         let next_offset = page_rest(&mut rows, search);
         Ok(Page { items: self.hydrate_logged_models(rows).await?, next_offset })

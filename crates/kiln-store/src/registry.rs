@@ -185,7 +185,7 @@ impl Store {
         push_clauses(&mut sql, &REGISTERED_MODEL_SQL, &search.clauses, self.dialect)?;
         order.push("e.name ASC".into());
         sql.push(" ORDER BY ").push(&order.join(", "));
-        sql.push(" LIMIT ").bind(search.limit.saturating_add(1)).push(" OFFSET ").bind(search.offset);
+        sql.limit_offset(search.limit.saturating_add(1), search.offset);
         let mut rows: Vec<RmRow> = sql.fetch_all(&self.reader).await?;
         let next_offset = page_rest(&mut rows, search);
         Ok(Page { items: self.hydrate_registered_models(rows).await?, next_offset })
@@ -393,7 +393,7 @@ impl Store {
         order.push("e.name ASC".into());
         order.push("e.version DESC".into());
         sql.push(" ORDER BY ").push(&order.join(", "));
-        sql.push(" LIMIT ").bind(search.limit.saturating_add(1)).push(" OFFSET ").bind(search.offset);
+        sql.limit_offset(search.limit.saturating_add(1), search.offset);
         let mut rows: Vec<MvRow> = sql.fetch_all(&self.reader).await?;
         let next_offset = page_rest(&mut rows, search);
         Ok(Page { items: self.hydrate_model_versions(rows).await?, next_offset })

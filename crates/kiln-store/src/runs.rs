@@ -6,8 +6,8 @@ use crate::compile::{EntitySql, order_terms, push_clauses};
 use crate::experiments::lifecycle_condition;
 use crate::model::*;
 use crate::query::Search;
-use crate::sql::{JsonRows, RowReader, Sql, json_row, json_rows_agg};
-use crate::{Dialect, Result, Store, StoreError, now_ms};
+use crate::sql::{RowReader, Rows, Sql, json_row, json_rows_agg};
+use crate::{Dialect, Result, Store, StoreError, now_ms, unique_as_exists_direct};
 
 pub(crate) const RUN_SQL: EntitySql = EntitySql {
     id: "e.run_key",
@@ -86,30 +86,31 @@ fn newer(a: &Metric, b: &Metric) -> bool {
 
 impl Store {
     pub async fn create_run(&self, info: &RunInfo, tags: &[Tag]) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
-        let (run_key,): (i64,) =
-            sqlx::query_as("UPDATE kiln_counters SET value = value + 1 WHERE name = 'run' RETURNING value")
-                .fetch_one(&mut *tx)
-                .await?;
-        sqlx::query(
-            "INSERT INTO runs (run_id, experiment_id, run_name, user_id, status, start_time, end_time, \
-             artifact_uri, lifecycle_stage, run_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(&info.run_id)
-        .bind(info.experiment_id)
-        .bind(&info.run_name)
-        .bind(&info.user_id)
-        .bind(&info.status)
-        .bind(info.start_time)
-        .bind(info.end_time)
-        .bind(&info.artifact_uri)
-        .bind(&info.lifecycle_stage)
-        .bind(run_key)
-        .execute(&mut *tx)
-        .await
-        .map_err(crate::unique_as_exists(|| info.run_id.clone()))?;
+        let d = self.dialect;
+        let next_key = Sql::new(d, "UPDATE kiln_counters SET value = value + 1 WHERE name = 'run' RETURNING value");
         // The name is in the row already; the tags need not set it again.
-        upsert_tags(&mut tx, self.dialect, run_key, tags, false).await?;
+        if let Some(direct) = &self.direct {
+            return direct
+                .write(&self.writer, |tx| {
+                    let run_key: i64 =
+                        next_key.first_direct(tx, |r| r.get(0))?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+                    insert_run(d, info, run_key)
+                        .execute_direct(tx)
+                        .map_err(unique_as_exists_direct(|| info.run_id.clone()))?;
+                    for sql in tag_writes(d, run_key, tags, false) {
+                        sql.execute_direct(tx)?;
+                    }
+                    Ok(())
+                })
+                .await;
+        }
+        let mut tx = self.writer.begin().await?;
+        let (run_key,): (i64,) = next_key.fetch_one(&mut *tx).await?;
+        insert_run(d, info, run_key)
+            .execute(&mut *tx)
+            .await
+            .map_err(crate::unique_as_exists(|| info.run_id.clone()))?;
+        upsert_tags(&mut tx, d, run_key, tags, false).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -176,42 +177,53 @@ impl Store {
     /// Writes a batch to an active run, all or nothing. The run's state is checked inside the
     /// write transaction, so a run deleted meanwhile takes nothing.
     pub async fn log_batch(&self, run_id: &str, batch: &RunBatch) -> Result<Option<BatchRefused>> {
+        let d = self.dialect;
+        let mut state = Sql::new(d, "SELECT run_key, lifecycle_stage FROM runs WHERE run_id = ");
+        state.bind(run_id);
+        let not_found = || StoreError::NotFound(run_id.to_string());
+        if let Some(direct) = &self.direct {
+            return direct
+                .write(&self.writer, |tx| {
+                    let row: Option<(i64, String)> = state.first_direct(tx, |r| Ok((r.get(0)?, r.get(1)?)))?;
+                    let (run_key, stage) = row.ok_or_else(not_found)?;
+                    if stage != ACTIVE {
+                        return Ok(Some(BatchRefused::RunNotActive(stage)));
+                    }
+                    if !batch.params.is_empty() {
+                        let existing = existing_params(d, run_key, &batch.params)
+                            .map_direct(tx, |r| Ok((r.get(0)?, r.get(1)?)))?
+                            .into_iter()
+                            .collect();
+                        if let Some(conflict) = param_conflict(&existing, &batch.params) {
+                            return Ok(Some(conflict));
+                        }
+                    }
+                    for sql in batch_writes(d, run_key, batch) {
+                        sql.execute_direct(tx)?;
+                    }
+                    Ok(None)
+                })
+                .await;
+        }
         let mut tx = self.writer.begin().await?;
-        let row: Option<(i64, String)> = sqlx::query_as("SELECT run_key, lifecycle_stage FROM runs WHERE run_id = $1")
-            .bind(run_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let (run_key, stage) = row.ok_or_else(|| StoreError::NotFound(run_id.to_string()))?;
+        let row: Option<(i64, String)> = state.fetch_optional(&mut *tx).await?;
+        let (run_key, stage) = row.ok_or_else(not_found)?;
         if stage != ACTIVE {
             return Ok(Some(BatchRefused::RunNotActive(stage)));
         }
         if !batch.params.is_empty() {
-            let keys: Vec<String> = batch.params.iter().map(|p| p.key.clone()).collect();
-            let mut sql = Sql::new(self.dialect, "SELECT key, value FROM params WHERE run_key = ");
-            sql.bind(run_key).push(" AND key IN ").bind_list(&keys);
-            let existing: HashMap<String, String> =
-                sql.fetch_all::<(String, String), _>(&mut *tx).await?.into_iter().collect();
-            for p in &batch.params {
-                if let Some(old) = existing.get(&p.key).filter(|old| **old != p.value) {
-                    return Ok(Some(BatchRefused::ParamChanged(ParamConflict {
-                        key: p.key.clone(),
-                        old_value: old.clone(),
-                        new_value: p.value.clone(),
-                    })));
-                }
-            }
-            for chunk in batch.params.chunks(INSERT_CHUNK) {
-                let mut sql = Sql::new(self.dialect, "INSERT INTO params (run_key, key, value) VALUES ");
-                for (i, p) in chunk.iter().enumerate() {
-                    sql.push(if i == 0 { "(" } else { ", (" });
-                    sql.bind(run_key).push(", ").bind(&p.key).push(", ").bind(&p.value).push(")");
-                }
-                sql.push(" ON CONFLICT DO NOTHING");
-                sql.execute(&mut *tx).await?;
+            let existing = existing_params(d, run_key, &batch.params)
+                .fetch_all::<(String, String), _>(&mut *tx)
+                .await?
+                .into_iter()
+                .collect();
+            if let Some(conflict) = param_conflict(&existing, &batch.params) {
+                return Ok(Some(conflict));
             }
         }
-        upsert_tags(&mut tx, self.dialect, run_key, &batch.tags, true).await?;
-        insert_metrics(&mut tx, self.dialect, run_key, &batch.metrics).await?;
+        for sql in batch_writes(d, run_key, batch) {
+            sql.execute(&mut *tx).await?;
+        }
         tx.commit().await?;
         Ok(None)
     }
@@ -297,7 +309,7 @@ impl Store {
         order.push("e.run_id ASC".into());
         let order = order.join(", ");
         sql.push(" ORDER BY ").push(&order);
-        sql.push(" LIMIT ").bind(search.limit.saturating_add(1)).push(" OFFSET ").bind(search.offset);
+        sql.limit_offset(search.limit.saturating_add(1), search.offset);
         let mut runs = self.read_runs(sql, &order).await?;
         let next_offset = if runs.len() as i64 > search.limit {
             runs.truncate(search.limit as usize);
@@ -322,37 +334,45 @@ impl Store {
             ),
         );
         let d = self.dialect;
-        let in_page = "run_key IN (SELECT c10 FROM page)";
-        let row = |kind: &str, cols: &[&str]| {
-            let kind = format!("'{kind}'");
-            let mut exprs = vec![kind.as_str()];
-            exprs.extend_from_slice(cols);
-            json_row(d, &exprs)
-        };
-        let page = ["c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7", "c8", "c9", "c10"];
-        let kv = ["run_key", "key", "value"];
-        let latest =
-            ["run_key", "key", "step", "timestamp", "value_bits", "model_id", "dataset_name", "dataset_digest"];
-        let inputs = ["run_key", "name", "digest", "source_type", "source", "schema", "profile", "tags_json"];
-        let io = ["run_key", "direction", "model_id", "step"];
-        sql.push(&format!(
-            ") SELECT {} FROM (\
-             SELECT {} AS x FROM page \
-             UNION ALL SELECT {} FROM params WHERE {in_page} \
-             UNION ALL SELECT {} FROM tags WHERE {in_page} \
-             UNION ALL SELECT {} FROM latest_metrics WHERE {in_page} \
-             UNION ALL SELECT {} FROM run_dataset_inputs WHERE {in_page} \
-             UNION ALL SELECT {} FROM run_model_io WHERE {in_page}) u",
-            json_rows_agg(d, "x"),
-            row("r", &page),
-            row("p", &kv),
-            row("t", &kv),
-            row("m", &latest),
-            row("d", &inputs),
-            row("o", &io),
-        ));
+        let page = ["'r'", "c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7", "c8", "c9", "c10"];
+        let kv = "run_key, key, value";
+        // Each side table: its kind tag, its name and its columns.
+        let sides = [
+            ("'p'", "params", kv),
+            ("'t'", "tags", kv),
+            (
+                "'m'",
+                "latest_metrics",
+                "run_key, key, step, timestamp, value_bits, model_id, dataset_name, dataset_digest",
+            ),
+            ("'d'", "run_dataset_inputs", "run_key, name, digest, source_type, source, schema, profile, tags_json"),
+            ("'o'", "run_model_io", "run_key, direction, model_id, step"),
+        ];
+        if let Some(direct) = &self.direct {
+            // Statements are cheap here: the page first, then each side table's rows for the
+            // page's keys (cheaper than one union, whose rows would all need the widest shape).
+            sql.push(") SELECT ").push(&page.join(", ")).push(" FROM page");
+            return direct.read(|conn| {
+                let mut rows = sql.rows_direct(conn)?;
+                let keys = rows.ints(page.len() - 1)?;
+                if !keys.is_empty() {
+                    for (kind, table, columns) in sides {
+                        let mut side = Sql::new(d, &format!("SELECT {kind}, {columns} FROM {table} WHERE run_key IN "));
+                        side.bind_list(&keys);
+                        rows.append(side.rows_direct(conn)?);
+                    }
+                }
+                unpack_runs(rows)
+            });
+        }
+        let mut union = format!("SELECT {} AS x FROM page", json_row(d, &page));
+        for (kind, table, columns) in sides {
+            let row = json_row(d, &[kind, columns]);
+            union.push_str(&format!(" UNION ALL SELECT {row} FROM {table} WHERE run_key IN (SELECT c10 FROM page)"));
+        }
+        sql.push(&format!(") SELECT {} FROM ({union}) u", json_rows_agg(d, "x")));
         let packed = sql.fetch_text(&self.reader).await?;
-        unpack_runs(&packed)
+        unpack_runs(Rows::parse(&packed)?)
     }
 
     /// One page of a metric's history in (step, timestamp, value) order, starting after
@@ -377,25 +397,41 @@ impl Store {
         // The order of the primary key, so the database walks the index and stops at the limit.
         sql.push(" ORDER BY step, timestamp, value_bits");
         if let Some(limit) = limit {
-            sql.push(" LIMIT ").bind(limit.saturating_add(1));
+            sql.limit(limit.saturating_add(1));
         }
-        let fields = ["t.step", "t.timestamp", "t.value_bits", "t.model_id", "t.dataset_name", "t.dataset_digest"];
-        let packed = sql.fetch_json_rows(&self.reader, &json_row(self.dialect, &fields)).await?;
-        let rows = JsonRows::parse(&packed)?;
-        let mut points = Vec::with_capacity(rows.len());
-        for mut r in rows {
-            let position = MetricPosition { step: r.int()?, timestamp: r.int()?, value_bits: r.int()? };
+        let point = |position: MetricPosition, model_id, dataset_name, dataset_digest| {
             let metric = Metric {
                 key: key.to_string(),
                 step: position.step,
                 timestamp: position.timestamp,
                 value: f64::from_bits(position.value_bits as u64),
-                model_id: r.opt_text()?,
-                dataset_name: r.opt_text()?,
-                dataset_digest: r.opt_text()?,
+                model_id,
+                dataset_name,
+                dataset_digest,
             };
-            points.push((position, metric));
-        }
+            (position, metric)
+        };
+        let mut points = match &self.direct {
+            // The largest reads there are: rows straight into points.
+            Some(direct) => direct.read(|conn| {
+                Ok(sql.map_direct(conn, |r| {
+                    let position = MetricPosition { step: r.get(0)?, timestamp: r.get(1)?, value_bits: r.get(2)? };
+                    Ok(point(position, r.get(3)?, r.get(4)?, r.get(5)?))
+                })?)
+            })?,
+            None => {
+                let fields =
+                    ["t.step", "t.timestamp", "t.value_bits", "t.model_id", "t.dataset_name", "t.dataset_digest"];
+                let packed = sql.fetch_json_rows(&self.reader, &json_row(self.dialect, &fields)).await?;
+                let rows = Rows::parse(&packed)?;
+                let mut points = Vec::with_capacity(rows.len());
+                for mut r in rows {
+                    let position = MetricPosition { step: r.int()?, timestamp: r.int()?, value_bits: r.int()? };
+                    points.push(point(position, r.opt_text()?, r.opt_text()?, r.opt_text()?));
+                }
+                points
+            }
+        };
         // The aggregate keeps no order; the rows are nearly always in order already, which
         // this sort detects in one pass.
         points.sort_by_key(|(p, _)| *p);
@@ -471,7 +507,7 @@ impl Store {
 }
 
 /// Splits the packed answer of `read_runs` into runs in their order.
-fn unpack_runs(packed: &str) -> Result<Vec<Run>> {
+fn unpack_runs(rows: Rows<'_>) -> Result<Vec<Run>> {
     let mut runs: Vec<(i64, i64, Run)> = Vec::new();
     let mut params: HashMap<i64, Vec<Tag>> = HashMap::new();
     let mut tags: HashMap<i64, Vec<Tag>> = HashMap::new();
@@ -479,7 +515,7 @@ fn unpack_runs(packed: &str) -> Result<Vec<Run>> {
     let mut datasets: HashMap<i64, Vec<DatasetInput>> = HashMap::new();
     let mut model_inputs: HashMap<i64, Vec<String>> = HashMap::new();
     let mut model_outputs: HashMap<i64, Vec<ModelOutput>> = HashMap::new();
-    for mut r in JsonRows::parse(packed)? {
+    for mut r in rows {
         let kind = r.text_ref()?;
         match kind.as_ref() {
             "r" => {
@@ -582,6 +618,59 @@ async fn run_key(tx: &mut Transaction<'_, Any>, run_id: &str) -> Result<i64> {
     key.map(|(k,)| k).ok_or_else(|| StoreError::NotFound(run_id.to_string()))
 }
 
+/// `INSERT INTO runs …` for a new run with its key.
+fn insert_run(dialect: Dialect, info: &RunInfo, run_key: i64) -> Sql {
+    let mut sql = Sql::new(
+        dialect,
+        "INSERT INTO runs (run_id, experiment_id, run_name, user_id, status, start_time, end_time, artifact_uri, \
+         lifecycle_stage, run_key) VALUES (",
+    );
+    sql.bind(&info.run_id).push(", ").bind(info.experiment_id).push(", ").bind(&info.run_name).push(", ");
+    sql.bind(&info.user_id).push(", ").bind(&info.status).push(", ").bind(info.start_time).push(", ");
+    sql.bind(info.end_time).push(", ").bind(&info.artifact_uri).push(", ").bind(&info.lifecycle_stage).push(", ");
+    sql.bind(run_key).push(")");
+    sql
+}
+
+/// The stored values of the batch's param keys.
+fn existing_params(dialect: Dialect, run_key: i64, params: &[Tag]) -> Sql {
+    let keys: Vec<&str> = params.iter().map(|p| p.key.as_str()).collect();
+    let mut sql = Sql::new(dialect, "SELECT key, value FROM params WHERE run_key = ");
+    sql.bind(run_key).push(" AND key IN ").bind_list(&keys);
+    sql
+}
+
+/// The first param whose logged value differs from the stored one: params are write-once.
+fn param_conflict(existing: &HashMap<String, String>, params: &[Tag]) -> Option<BatchRefused> {
+    params.iter().find_map(|p| {
+        existing.get(&p.key).filter(|old| **old != p.value).map(|old| {
+            BatchRefused::ParamChanged(ParamConflict {
+                key: p.key.clone(),
+                old_value: old.clone(),
+                new_value: p.value.clone(),
+            })
+        })
+    })
+}
+
+/// Every statement that writes a checked batch: new params (identical ones are no-ops), tags
+/// (an `mlflow.runName` tag renames the run), metric points and the latest values.
+fn batch_writes(dialect: Dialect, run_key: i64, batch: &RunBatch) -> Vec<Sql> {
+    let mut out = Vec::new();
+    for chunk in batch.params.chunks(INSERT_CHUNK) {
+        let mut sql = Sql::new(dialect, "INSERT INTO params (run_key, key, value) VALUES ");
+        for (i, p) in chunk.iter().enumerate() {
+            sql.push(if i == 0 { "(" } else { ", (" });
+            sql.bind(run_key).push(", ").bind(&p.key).push(", ").bind(&p.value).push(")");
+        }
+        sql.push(" ON CONFLICT DO NOTHING");
+        out.push(sql);
+    }
+    out.extend(tag_writes(dialect, run_key, &batch.tags, true));
+    out.extend(metric_writes(dialect, run_key, &batch.metrics));
+    out
+}
+
 /// Sets tags; with `sync_name`, an `mlflow.runName` tag also renames the run.
 async fn upsert_tags(
     tx: &mut Transaction<'_, Any>,
@@ -590,6 +679,15 @@ async fn upsert_tags(
     tags: &[Tag],
     sync_name: bool,
 ) -> Result<()> {
+    for sql in tag_writes(dialect, run_key, tags, sync_name) {
+        sql.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// The statements of [`upsert_tags`].
+fn tag_writes(dialect: Dialect, run_key: i64, tags: &[Tag], sync_name: bool) -> Vec<Sql> {
+    let mut out = Vec::new();
     for chunk in tags.chunks(INSERT_CHUNK) {
         // The last value for a key wins, and PostgreSQL refuses a key twice in one upsert.
         let mut dedup: Vec<&Tag> = Vec::with_capacity(chunk.len());
@@ -606,16 +704,14 @@ async fn upsert_tags(
             sql.bind(run_key).push(", ").bind(&t.key).push(", ").bind(&t.value).push(")");
         }
         sql.push(" ON CONFLICT (run_key, key) DO UPDATE SET value = excluded.value");
-        sql.execute(&mut **tx).await?;
+        out.push(sql);
         if let Some(name) = dedup.iter().rev().find(|t| sync_name && t.key == RUN_NAME_TAG) {
-            sqlx::query("UPDATE runs SET run_name = $1 WHERE run_key = $2")
-                .bind(&name.value)
-                .bind(run_key)
-                .execute(&mut **tx)
-                .await?;
+            let mut sql = Sql::new(dialect, "UPDATE runs SET run_name = ");
+            sql.bind(&name.value).push(" WHERE run_key = ").bind(run_key);
+            out.push(sql);
         }
     }
-    Ok(())
+    out
 }
 
 /// `INSERT INTO <table> (…metric columns…) VALUES (…), (…)` for the points; the caller adds
@@ -643,19 +739,14 @@ fn metric_rows<'m>(dialect: Dialect, table: &str, run_key: i64, points: impl Ite
     sql
 }
 
-async fn insert_metrics(
-    tx: &mut Transaction<'_, Any>,
-    dialect: Dialect,
-    run_key: i64,
-    metrics: &[Metric],
-) -> Result<()> {
-    if metrics.is_empty() {
-        return Ok(());
-    }
+/// Appends metric points (an identical point again is a no-op) and moves each key's latest
+/// value forward where a point is newer.
+fn metric_writes(dialect: Dialect, run_key: i64, metrics: &[Metric]) -> Vec<Sql> {
+    let mut out = Vec::new();
     for chunk in metrics.chunks(INSERT_CHUNK) {
         let mut sql = metric_rows(dialect, "metrics", run_key, chunk.iter());
         sql.push(" ON CONFLICT DO NOTHING");
-        sql.execute(&mut **tx).await?;
+        out.push(sql);
     }
     // The newest point per key in this batch, then one conditional upsert per key.
     let mut latest: HashMap<&str, &Metric> = HashMap::new();
@@ -680,7 +771,7 @@ async fn insert_metrics(
              (excluded.timestamp > latest_metrics.timestamp OR (excluded.timestamp = latest_metrics.timestamp \
              AND COALESCE(excluded.value, -1.0e308) > COALESCE(latest_metrics.value, -1.0e308))))",
         );
-        sql.execute(&mut **tx).await?;
+        out.push(sql);
     }
-    Ok(())
+    out
 }

@@ -127,7 +127,7 @@ impl Store {
     /// A schedule's most recent fires, newest first.
     pub async fn schedule_fires(&self, name: &str, limit: i64) -> Result<Vec<ScheduleFire>> {
         let mut sql = Sql::new(self.dialect, &format!("SELECT {FIRE_COLUMNS} FROM schedule_fires WHERE schedule = "));
-        sql.bind(name).push(" ORDER BY fire_at DESC LIMIT ").bind(limit);
+        sql.bind(name).push(" ORDER BY fire_at DESC").limit(limit);
         let rows: Vec<FireRow> = sql.fetch_all(&self.reader).await?;
         Ok(rows
             .into_iter()

@@ -89,6 +89,18 @@ impl Sql {
         self
     }
 
+    /// Appends ` LIMIT n`. The value is bound inside an expression, not as a bare parameter:
+    /// SQLite re-prepares a statement whose LIMIT or OFFSET is a bare parameter every time it
+    /// is bound again (the planner may use the value), which cost a tenth of a run search.
+    pub fn limit(&mut self, limit: i64) -> &mut Self {
+        self.push(" LIMIT (").bind(limit).push(" + 0)")
+    }
+
+    /// Appends ` LIMIT n OFFSET m` (see [`Sql::limit`]).
+    pub fn limit_offset(&mut self, limit: i64, offset: i64) -> &mut Self {
+        self.limit(limit).push(" OFFSET (").bind(offset).push(" + 0)")
+    }
+
     /// Appends `(p1, p2, …)` for a list of values.
     pub fn bind_list<T: Into<Bind> + Clone>(&mut self, values: &[T]) -> &mut Self {
         self.text.push('(');
@@ -127,6 +139,14 @@ impl Sql {
         rows.iter().map(T::from_row).collect()
     }
 
+    pub async fn fetch_one<'e, T, E>(&self, executor: E) -> sqlx::Result<T>
+    where
+        T: for<'r> FromRow<'r, AnyRow> + Send + Unpin,
+        E: Executor<'e, Database = Any>,
+    {
+        T::from_row(&self.query().fetch_one(executor).await?)
+    }
+
     pub async fn fetch_optional<'e, T, E>(&self, executor: E) -> sqlx::Result<Option<T>>
     where
         T: for<'r> FromRow<'r, AnyRow> + Send + Unpin,
@@ -147,7 +167,7 @@ impl Sql {
 impl Sql {
     /// Runs this query with the database packing every selected row into one JSON text,
     /// `[[…],[…]]`, each row built by `row` (see [`json_row`]), and returns that text (read it
-    /// with [`JsonRows`]). The rows come in no particular order.
+    /// with [`Rows`]). The rows come in no particular order.
     ///
     /// Why: sqlx's SQLite driver hands each row from its worker thread to the async side, a
     /// context switch per row, and builds a dynamically typed row for each; for reads of
@@ -171,6 +191,67 @@ impl Sql {
     {
         let packed: Option<(Option<String>,)> = self.fetch_optional(executor).await?;
         Ok(packed.and_then(|(p,)| p).unwrap_or_default())
+    }
+}
+
+/// The same statements run directly on a SQLite connection (see [`crate::direct`]).
+impl Sql {
+    /// The cached prepared statement with this query's values bound.
+    fn prepared<'c>(&self, conn: &'c rusqlite::Connection) -> rusqlite::Result<rusqlite::CachedStatement<'c>> {
+        debug_assert_eq!(self.dialect, Dialect::Sqlite);
+        let mut stmt = conn.prepare_cached(&self.text)?;
+        // `?` placeholders are numbered in order of appearance, which is bind order.
+        for (i, b) in self.binds.iter().enumerate() {
+            let at = i + 1;
+            match b {
+                Bind::I64(v) => stmt.raw_bind_parameter(at, v)?,
+                Bind::F64(v) => stmt.raw_bind_parameter(at, v)?,
+                Bind::Str(v) => stmt.raw_bind_parameter(at, v.as_str())?,
+                Bind::OptStr(v) => stmt.raw_bind_parameter(at, v.as_deref())?,
+                Bind::OptI64(v) => stmt.raw_bind_parameter(at, v)?,
+            }
+        }
+        Ok(stmt)
+    }
+
+    /// Runs a statement that returns no rows; the number of rows changed.
+    pub fn execute_direct(&self, conn: &rusqlite::Connection) -> rusqlite::Result<usize> {
+        self.prepared(conn)?.raw_execute()
+    }
+
+    /// Every row, each made by `row`.
+    pub fn map_direct<T>(
+        &self,
+        conn: &rusqlite::Connection,
+        mut row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<Vec<T>> {
+        let mut stmt = self.prepared(conn)?;
+        let mut rows = stmt.raw_query();
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push(row(r)?);
+        }
+        Ok(out)
+    }
+
+    /// The first row made by `row`, if any.
+    pub fn first_direct<T>(
+        &self,
+        conn: &rusqlite::Connection,
+        row: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<Option<T>> {
+        let mut stmt = self.prepared(conn)?;
+        let mut rows = stmt.raw_query();
+        rows.next()?.map(row).transpose()
+    }
+
+    /// Every row as fields for a [`RowReader`]: the direct counterpart of
+    /// [`Sql::fetch_json_rows`] (whose `row` expression lists the same columns this query
+    /// selects).
+    pub fn rows_direct(&self, conn: &rusqlite::Connection) -> rusqlite::Result<Rows<'static>> {
+        let mut stmt = self.prepared(conn)?;
+        let mut rows = stmt.raw_query();
+        Rows::read_direct(&mut rows)
     }
 }
 
@@ -236,26 +317,70 @@ impl<'de: 'a, 'a> Deserialize<'de> for Field<'a> {
     }
 }
 
-/// The rows of a JSON-packed read; each row is read field by field with a [`RowReader`].
-pub(crate) struct JsonRows<'a> {
+/// The rows of a read, JSON-packed or read directly; each row is read field by field with a
+/// [`RowReader`], so one decoder serves both ways of reading.
+pub(crate) struct Rows<'a> {
     rows: Vec<Vec<Field<'a>>>,
 }
 
-impl<'a> JsonRows<'a> {
+impl<'a> Rows<'a> {
     pub fn parse(text: &'a str) -> sqlx::Result<Self> {
         if text.is_empty() {
-            return Ok(JsonRows { rows: Vec::new() });
+            return Ok(Rows { rows: Vec::new() });
         }
         let rows = serde_json::from_str(text).map_err(|e| malformed(&e.to_string()))?;
-        Ok(JsonRows { rows })
+        Ok(Rows { rows })
     }
 
     pub fn len(&self) -> usize {
         self.rows.len()
     }
+
+    /// The integers of column `at` of every row.
+    pub fn ints(&self, at: usize) -> sqlx::Result<Vec<i64>> {
+        self.rows
+            .iter()
+            .map(|r| match r.get(at) {
+                Some(Field::Int(v)) => Ok(*v),
+                other => Err(malformed(&format!("expected an integer, found {other:?}"))),
+            })
+            .collect()
+    }
+
+    /// Adds the rows of another read after these.
+    pub fn append(&mut self, mut other: Rows<'a>) {
+        self.rows.append(&mut other.rows);
+    }
 }
 
-impl<'a> IntoIterator for JsonRows<'a> {
+impl Rows<'static> {
+    /// Rows read directly from SQLite, with the packed form's field types: integers, text and
+    /// NULL (reals are refused here too, so both ways read the same columns).
+    fn read_direct(rows: &mut rusqlite::Rows<'_>) -> rusqlite::Result<Self> {
+        use rusqlite::types::ValueRef;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let n = row.as_ref().column_count();
+            let mut fields = Vec::with_capacity(n);
+            for i in 0..n {
+                fields.push(match row.get_ref(i)? {
+                    ValueRef::Null => Field::Null,
+                    ValueRef::Integer(v) => Field::Int(v),
+                    ValueRef::Text(t) => Field::Text(Cow::Owned(
+                        std::str::from_utf8(t).map_err(|e| rusqlite::Error::Utf8Error(i, e))?.to_string(),
+                    )),
+                    other => {
+                        return Err(rusqlite::Error::InvalidColumnType(i, format!("{other:?}"), other.data_type()));
+                    }
+                });
+            }
+            out.push(fields);
+        }
+        Ok(Rows { rows: out })
+    }
+}
+
+impl<'a> IntoIterator for Rows<'a> {
     type Item = RowReader<'a>;
     type IntoIter = std::iter::Map<std::vec::IntoIter<Vec<Field<'a>>>, fn(Vec<Field<'a>>) -> RowReader<'a>>;
     fn into_iter(self) -> Self::IntoIter {
@@ -318,12 +443,12 @@ fn malformed(why: &str) -> sqlx::Error {
 
 #[cfg(test)]
 mod tests {
-    use super::JsonRows;
+    use super::Rows;
 
     #[test]
     fn json_rows_read_typed_fields_and_borrow_plain_text() {
         let text = r#"[["a:b",-12,null,"h\u00e9llo"],["x",9223372036854775807,"~",""]]"#;
-        let rows: Vec<_> = JsonRows::parse(text).unwrap().into_iter().collect();
+        let rows: Vec<_> = Rows::parse(text).unwrap().into_iter().collect();
         assert_eq!(rows.len(), 2);
         let mut it = rows.into_iter();
         let mut r = it.next().unwrap();
@@ -336,8 +461,8 @@ mod tests {
         assert!(matches!(r.text_ref().unwrap(), std::borrow::Cow::Borrowed("x")));
         assert_eq!(r.opt_int().unwrap(), Some(i64::MAX));
         assert!(r.int().is_err(), "text where an integer is expected");
-        assert!(JsonRows::parse("").unwrap().len() == 0);
-        assert!(JsonRows::parse("[[1.5]]").is_err(), "reals are never packed");
-        assert!(JsonRows::parse("[[1]").is_err());
+        assert!(Rows::parse("").unwrap().len() == 0);
+        assert!(Rows::parse("[[1.5]]").is_err(), "reals are never packed");
+        assert!(Rows::parse("[[1]").is_err());
     }
 }

@@ -90,7 +90,7 @@ impl Store {
         order.push("e.request_time DESC".into());
         order.push("e.trace_id ASC".into());
         sql.push(" ORDER BY ").push(&order.join(", "));
-        sql.push(" LIMIT ").bind(search.limit.saturating_add(1)).push(" OFFSET ").bind(search.offset);
+        sql.limit_offset(search.limit.saturating_add(1), search.offset);
         let mut rows: Vec<Row> = sql.fetch_all(&self.reader).await?;
         let next_offset = page_rest(&mut rows, search);
         Ok(Page { items: self.hydrate_traces(rows).await?, next_offset })
@@ -169,7 +169,7 @@ impl Store {
         }
         sql.push(" ORDER BY request_time ASC");
         if let Some(n) = max_traces {
-            sql.push(" LIMIT ").bind(n);
+            sql.limit(n);
         }
         let ids: Vec<String> = sql.fetch_all::<(String,), _>(&self.reader).await?.into_iter().map(|r| r.0).collect();
         if ids.is_empty() {

@@ -1,0 +1,125 @@
+//! Direct SQLite access for the requests a training script sends most: run creation, batches
+//! of metrics, metric history and run search.
+//!
+//! Why a second way in: sqlx runs every SQLite connection on a worker thread of its own, so
+//! each statement (and `BEGIN` and `COMMIT`) is a round trip between threads, about as costly
+//! on a small machine as the statement itself, and every value passes through the `Any`
+//! driver's dynamic types. Here the same SQL text and binds ([`Sql`]) run on the request's own
+//! thread through rusqlite: one transaction is one call, whatever it holds.
+//!
+//! Writes stay serialized with sqlx's writes: a direct write first takes the sqlx writer
+//! pool's only connection and holds it, unused, until it commits, so at most one writer is
+//! ever active and neither side meets "database is locked".
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use sqlx::AnyPool;
+
+use crate::Result;
+
+/// Idle reader connections kept open; more are opened under load and closed after.
+const IDLE_READERS: usize = 4;
+
+/// Prepared statements kept per connection (rusqlite's default is 16; the hot paths use a few
+/// dozen shapes).
+const STATEMENT_CACHE: usize = 128;
+
+pub(crate) struct Direct {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl Direct {
+    /// Opens connections to an existing database file whose schema is already migrated.
+    pub fn open(path: &Path) -> Result<Direct> {
+        let writer = connect(path, true)?;
+        Ok(Direct { path: path.to_path_buf(), writer: Mutex::new(writer), readers: Mutex::new(Vec::new()) })
+    }
+
+    /// Runs `read` on a reader connection (its own snapshot, beside any writer).
+    pub fn read<R>(&self, read: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
+        blocking(|| {
+            let idle = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let conn = match idle {
+                Some(c) => c,
+                None => connect(&self.path, false)?,
+            };
+            let out = read(&conn);
+            let mut idle = self.readers.lock().unwrap_or_else(|e| e.into_inner());
+            if idle.len() < IDLE_READERS {
+                idle.push(conn);
+            }
+            out
+        })
+    }
+
+    /// Runs `write` in one immediate transaction, committed when it returns `Ok` and rolled
+    /// back otherwise. `sqlx_writer` is the store's sqlx writer pool (one connection), held
+    /// for the duration so sqlx's writes and these never overlap.
+    pub async fn write<R>(
+        &self,
+        sqlx_writer: &AnyPool,
+        write: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<R>,
+    ) -> Result<R> {
+        let _turn = sqlx_writer.acquire().await?;
+        blocking(|| {
+            let mut conn = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let out = write(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        })
+    }
+}
+
+impl Direct {
+    /// Empties the write-ahead log once the background checkpoints have copied all of it.
+    ///
+    /// Why: a checkpoint copies pages into the database file but leaves the log in place until
+    /// the next write starts it over; until then every read looks each page up in the log and
+    /// reads it from there (by `pread`, not through the memory map). After a burst of writes
+    /// followed by reads only (the usual shape: train, then search), that made reads about
+    /// twice as slow. Truncating needs no reader in the log, so it waits briefly for them and
+    /// gives up otherwise (the next tick tries again); writers wait for it meanwhile.
+    pub async fn truncate_wal(&self, sqlx_writer: &AnyPool) -> Result<()> {
+        let _turn = sqlx_writer.acquire().await?;
+        blocking(|| {
+            let conn = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+            conn.busy_timeout(Duration::from_millis(20))?;
+            let done = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0));
+            conn.busy_timeout(Duration::from_secs(10))?;
+            done?;
+            Ok(())
+        })
+    }
+}
+
+/// A connection with the same settings as the store's sqlx connections (see `Store::connect`).
+fn connect(path: &Path, writer: bool) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.execute_batch(
+        "PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000; PRAGMA foreign_keys=OFF; \
+         PRAGMA mmap_size=1073741824; PRAGMA cache_size=-8192; PRAGMA temp_store=MEMORY;",
+    )?;
+    if writer {
+        // Checkpoints are the store's background task's job, as for the sqlx writer.
+        conn.execute_batch("PRAGMA wal_autocheckpoint=0;")?;
+    }
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(conn)
+}
+
+/// Runs synchronous database work from async code. On a multi-threaded runtime the worker
+/// hands its other tasks to another thread first, so a long read does not hold them up; on a
+/// current-thread runtime (tests) it simply runs.
+fn blocking<R>(work: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
+}
