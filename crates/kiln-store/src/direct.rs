@@ -40,39 +40,45 @@ impl Direct {
         Ok(Direct { path: path.to_path_buf(), writer: Mutex::new(writer), readers: Mutex::new(Vec::new()) })
     }
 
-    /// Runs `read` on a reader connection (its own snapshot, beside any writer).
+    /// Runs `read` on a reader connection (its own snapshot, beside any writer), right here
+    /// on the async worker: for reads of bounded, small size, where handing the worker's other
+    /// tasks to another thread first (see [`Direct::read_large`]) costs more than the read.
     pub fn read<R>(&self, read: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
-        blocking(|| {
-            let idle = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
-            let conn = match idle {
-                Some(c) => c,
-                None => connect(&self.path, false)?,
-            };
-            let out = read(&conn);
-            let mut idle = self.readers.lock().unwrap_or_else(|e| e.into_inner());
-            if idle.len() < IDLE_READERS {
-                idle.push(conn);
-            }
-            out
-        })
+        let idle = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let conn = match idle {
+            Some(c) => c,
+            None => connect(&self.path, false)?,
+        };
+        let out = read(&conn);
+        let mut idle = self.readers.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < IDLE_READERS {
+            idle.push(conn);
+        }
+        out
+    }
+
+    /// [`Direct::read`] for a read that may take long (thousands of rows): the worker's other
+    /// tasks move to another thread first, so they are not held up.
+    pub fn read_large<R>(&self, read: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
+        handed_off(|| self.read(read))
     }
 
     /// Runs `write` in one immediate transaction, committed when it returns `Ok` and rolled
-    /// back otherwise. `sqlx_writer` is the store's sqlx writer pool (one connection), held
-    /// for the duration so sqlx's writes and these never overlap.
+    /// back otherwise, on the async worker (writes are bounded: a batch is at most 1000
+    /// metrics, and with WAL a commit is a `write`, not an `fsync`). `sqlx_writer` is the
+    /// store's sqlx writer pool (one connection), held for the duration so sqlx's writes and
+    /// these never overlap.
     pub async fn write<R>(
         &self,
         sqlx_writer: &AnyPool,
         write: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<R>,
     ) -> Result<R> {
         let _turn = sqlx_writer.acquire().await?;
-        blocking(|| {
-            let mut conn = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let out = write(&tx)?;
-            tx.commit()?;
-            Ok(out)
-        })
+        let mut conn = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = write(&tx)?;
+        tx.commit()?;
+        Ok(out)
     }
 }
 
@@ -87,7 +93,7 @@ impl Direct {
     /// gives up otherwise (the next tick tries again); writers wait for it meanwhile.
     pub async fn truncate_wal(&self, sqlx_writer: &AnyPool) -> Result<()> {
         let _turn = sqlx_writer.acquire().await?;
-        blocking(|| {
+        handed_off(|| {
             let conn = self.writer.lock().unwrap_or_else(|e| e.into_inner());
             conn.busy_timeout(Duration::from_millis(20))?;
             let done = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0));
@@ -114,10 +120,10 @@ fn connect(path: &Path, writer: bool) -> Result<Connection> {
     Ok(conn)
 }
 
-/// Runs synchronous database work from async code. On a multi-threaded runtime the worker
-/// hands its other tasks to another thread first, so a long read does not hold them up; on a
+/// Runs long synchronous database work from async code. On a multi-threaded runtime the
+/// worker hands its other tasks to another thread first, so they are not held up; on a
 /// current-thread runtime (tests) it simply runs.
-fn blocking<R>(work: impl FnOnce() -> R) -> R {
+fn handed_off<R>(work: impl FnOnce() -> R) -> R {
     match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
         Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
         _ => work(),

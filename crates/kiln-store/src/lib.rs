@@ -6,7 +6,8 @@
 //!
 //! SQLite writes go through a single connection, so concurrent writers queue in the pool
 //! instead of failing with "database is locked"; reads use a pool of their own. With WAL
-//! journaling a committed transaction survives `kill -9` of the server.
+//! journaling a committed transaction survives `kill -9` of the server. On a SQLite file the
+//! busiest operations run their statements directly through rusqlite ([`direct`]).
 
 mod assets;
 pub use assets::AssetCreated;

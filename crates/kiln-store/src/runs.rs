@@ -124,7 +124,7 @@ impl Store {
     pub async fn get_run(&self, run_id: &str) -> Result<Option<Run>> {
         let mut selection = Sql::new(self.dialect, " FROM runs e WHERE e.run_id = ");
         selection.bind(run_id);
-        Ok(self.read_runs(selection, "e.run_id").await?.pop())
+        Ok(self.read_runs(selection, "e.run_id", false).await?.pop())
     }
 
     /// Changes the fields given; a new name also updates the `mlflow.runName` tag.
@@ -310,7 +310,8 @@ impl Store {
         let order = order.join(", ");
         sql.push(" ORDER BY ").push(&order);
         sql.limit_offset(search.limit.saturating_add(1), search.offset);
-        let mut runs = self.read_runs(sql, &order).await?;
+        // More than a page or so of runs is worth moving the worker's other tasks aside for.
+        let mut runs = self.read_runs(sql, &order, search.limit > 1000).await?;
         let next_offset = if runs.len() as i64 > search.limit {
             runs.truncate(search.limit as usize);
             Some(search.offset.saturating_add(search.limit))
@@ -324,17 +325,8 @@ impl Store {
     /// rows, in one statement: the selection becomes a materialized CTE and the runs and their
     /// params, tags, latest metrics, inputs and outputs come back as one packed text, each row
     /// tagged with its kind.
-    async fn read_runs(&self, mut sql: Sql, order: &str) -> Result<Vec<Run>> {
-        // The row number carries the order through the packing.
-        sql.text.insert_str(
-            0,
-            &format!(
-                "WITH page AS MATERIALIZED (SELECT {RUN_PAGE_COLUMNS}, ROW_NUMBER() OVER (ORDER BY {order}) AS c9, \
-                 e.run_key AS c10"
-            ),
-        );
+    async fn read_runs(&self, mut sql: Sql, order: &str, large: bool) -> Result<Vec<Run>> {
         let d = self.dialect;
-        let page = ["'r'", "c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7", "c8", "c9", "c10"];
         let kv = "run_key, key, value";
         // Each side table: its kind tag, its name and its columns.
         let sides = [
@@ -349,12 +341,13 @@ impl Store {
             ("'o'", "run_model_io", "run_key, direction, model_id, step"),
         ];
         if let Some(direct) = &self.direct {
-            // Statements are cheap here: the page first, then each side table's rows for the
-            // page's keys (cheaper than one union, whose rows would all need the widest shape).
-            sql.push(") SELECT ").push(&page.join(", ")).push(" FROM page");
-            return direct.read(|conn| {
+            // Statements are cheap here: the page itself first, its rows in order (so every
+            // row's order number is 0 and the stable sort in `unpack_runs` keeps them as they
+            // came), then each side table's rows for the page's keys.
+            sql.text.insert_str(0, &format!("SELECT 'r', {RUN_PAGE_COLUMNS}, 0, e.run_key"));
+            let read = |conn: &rusqlite::Connection| {
                 let mut rows = sql.rows_direct(conn)?;
-                let keys = rows.ints(page.len() - 1)?;
+                let keys = rows.ints(11)?;
                 if !keys.is_empty() {
                     for (kind, table, columns) in sides {
                         let mut side = Sql::new(d, &format!("SELECT {kind}, {columns} FROM {table} WHERE run_key IN "));
@@ -363,8 +356,18 @@ impl Store {
                     }
                 }
                 unpack_runs(rows)
-            });
+            };
+            return if large { direct.read_large(read) } else { direct.read(read) };
         }
+        // The row number carries the order through the packing.
+        sql.text.insert_str(
+            0,
+            &format!(
+                "WITH page AS MATERIALIZED (SELECT {RUN_PAGE_COLUMNS}, ROW_NUMBER() OVER (ORDER BY {order}) AS c9, \
+                 e.run_key AS c10"
+            ),
+        );
+        let page = ["'r'", "c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7", "c8", "c9", "c10"];
         let mut union = format!("SELECT {} AS x FROM page", json_row(d, &page));
         for (kind, table, columns) in sides {
             let row = json_row(d, &[kind, columns]);
@@ -413,12 +416,16 @@ impl Store {
         };
         let mut points = match &self.direct {
             // The largest reads there are: rows straight into points.
-            Some(direct) => direct.read(|conn| {
-                Ok(sql.map_direct(conn, |r| {
-                    let position = MetricPosition { step: r.get(0)?, timestamp: r.get(1)?, value_bits: r.get(2)? };
-                    Ok(point(position, r.get(3)?, r.get(4)?, r.get(5)?))
-                })?)
-            })?,
+            Some(direct) => {
+                let read = |conn: &rusqlite::Connection| {
+                    Ok(sql.map_direct(conn, |r| {
+                        let position = MetricPosition { step: r.get(0)?, timestamp: r.get(1)?, value_bits: r.get(2)? };
+                        Ok(point(position, r.get(3)?, r.get(4)?, r.get(5)?))
+                    })?)
+                };
+                // A history page can be tens of thousands of points.
+                if limit.is_none_or(|l| l > 1000) { direct.read_large(read)? } else { direct.read(read)? }
+            }
             None => {
                 let fields =
                     ["t.step", "t.timestamp", "t.value_bits", "t.model_id", "t.dataset_name", "t.dataset_digest"];
@@ -571,6 +578,7 @@ fn unpack_runs(rows: Rows<'_>) -> Result<Vec<Run>> {
             }
         }
     }
+    // Stable: direct reads give every page row the order number 0, in order.
     runs.sort_by_key(|(ord, _, _)| *ord);
     Ok(runs
         .into_iter()
