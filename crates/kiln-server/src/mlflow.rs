@@ -356,11 +356,13 @@ impl PlainBatch<'_> {
             list.iter()
                 .flatten()
                 .map(|t| {
+                    if t.key.is_empty() {
+                        return None;
+                    }
                     let value = match &t.value {
                         Some(v) => text(v)?,
                         None => String::new(),
                     };
-                    (!t.key.is_empty()).then_some(())?;
                     Some(Tag::new(text(&t.key)?, value))
                 })
                 .collect::<Option<Vec<_>>>()
