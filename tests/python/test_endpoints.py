@@ -474,6 +474,41 @@ def test_a_crashing_scoring_script_marks_the_deployment_unhealthy_not_the_server
     wait_until(lambda: score(uri, k, {"data": PROBE}, **to_crashy).status_code == 200, timeout=30)
 
 
+def test_python_workers_outlive_the_server_threads_that_started_them(wserver, tmp_path):
+    """A worker's launcher once got the server's thread-death signal: large run searches move
+    tokio's workers to fresh threads, the old ones end 10 s later, and a healthy worker
+    started from one of them was canceled."""
+    sklearn_folder(tmp_path)
+    write(tmp_path / "code" / "score.py", SCORE_PY)
+    ep = endpoint(wserver, tmp_path, name="calm-ep")
+    deploy(
+        wserver,
+        tmp_path,
+        "blue",
+        "model:\n  path: ./model\ncode_configuration: {code: ./code, scoring_script: score.py}\nenvironment: {image: python}",
+        "calm-ep",
+        "--all-traffic",
+    )
+    k, uri = keys(wserver, "calm-ep")["primaryKey"], ep["scoring_uri"]
+    assert score(uri, k, {"data": PROBE}).json() == [0, 1, 2]
+    workers = subprocess.run(["pgrep", "-f", wserver.data_dir], capture_output=True, text=True).stdout.split()
+
+    def large_search():
+        body = {"experiment_ids": ["0"], "max_results": 5000}
+        assert wserver.api("POST", "/api/2.0/mlflow/runs/search", json=body).status_code == 200
+
+    for _ in range(3):
+        threads = [threading.Thread(target=large_search) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    time.sleep(12)  # past tokio's 10 s keep-alive of an idle pool thread
+    assert score(uri, k, {"data": PROBE}).json() == [0, 1, 2]
+    now = subprocess.run(["pgrep", "-f", wserver.data_dir], capture_output=True, text=True).stdout.split()
+    assert now == workers, "the worker was restarted"
+
+
 def test_python_deployments_come_back_after_a_restart_and_die_with_the_server(tmp_path, worker_cache):
     import sys
 

@@ -108,7 +108,7 @@ fn failed(exit_code: Option<i32>, message: String) -> Outcome {
 
 async fn run(plan: &LaunchPlan, log: &SystemLog) -> Outcome {
     procs::become_subreaper();
-    let cancel = procs::CancelSignal::listen();
+    let cancel = procs::CancelSignal::listen(plan.stop_with_parent);
     emit(&Event::Preparing);
     let blobs = match ArtifactStore::open(&plan.artifact_store) {
         Ok(b) => b,

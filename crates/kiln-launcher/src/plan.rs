@@ -33,6 +33,10 @@ pub struct LaunchPlan {
     pub artifacts_dest: String,
     pub processes: ProcessPlan,
     pub timeout_s: Option<u64>,
+    /// A process whose end stops the launcher as a cancel would (the server, for a model
+    /// worker); `None` for jobs, which outlive the server that started them.
+    #[serde(default)]
+    pub stop_with_parent: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -23,7 +23,8 @@ pub(crate) fn become_subreaper() {
     let _ = nix::sys::prctl::set_child_subreaper(true);
 }
 
-/// Whether the launcher was asked to stop (SIGTERM or SIGINT): the job was canceled.
+/// Whether the launcher was asked to stop (SIGTERM or SIGINT, or the end of the parent it was
+/// told to stop with): the job was canceled.
 ///
 /// Listening starts once, when the launcher starts, and the answer sticks: a signal that
 /// arrives between preparing and running (when nobody is awaiting it) is not lost.
@@ -31,7 +32,7 @@ pub(crate) fn become_subreaper() {
 pub(crate) struct CancelSignal(tokio::sync::watch::Receiver<bool>);
 
 impl CancelSignal {
-    pub(crate) fn listen() -> Self {
+    pub(crate) fn listen(stop_with_parent: Option<u32>) -> Self {
         use tokio::signal::unix::{SignalKind, signal};
         let (tx, rx) = tokio::sync::watch::channel(false);
         if let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
@@ -39,6 +40,7 @@ impl CancelSignal {
                 tokio::select! {
                     _ = term.recv() => {},
                     _ = int.recv() => {},
+                    _ = parent_ended(stop_with_parent) => {},
                 }
                 let _ = tx.send(true);
                 // Keep the handlers installed: a second signal must not kill the launcher.
@@ -54,6 +56,21 @@ impl CancelSignal {
         if rx.wait_for(|c| *c).await.is_err() {
             std::future::pending::<()>().await
         }
+    }
+}
+
+/// Resolves once the launcher's parent is no longer `parent` (it ended and the launcher was
+/// handed to init or a subreaper); never without one.
+///
+/// Watched from here rather than with `PR_SET_PDEATHSIG` in the parent: that signal follows
+/// the parent *thread* that spawned the launcher, and a tokio worker thread can end (after
+/// `block_in_place`, say) while the server lives on, which canceled healthy model workers.
+async fn parent_ended(parent: Option<u32>) {
+    let Some(parent) = parent else { return std::future::pending().await };
+    let parent = nix::unistd::Pid::from_raw(parent as i32);
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    while nix::unistd::getppid() == parent {
+        tick.tick().await;
     }
 }
 
@@ -458,6 +475,20 @@ mod tests {
         unfinished.observe(b" 2");
         assert_eq!(unfinished.reason().as_deref(), Some("step 2"));
         assert!(names_an_error("torch.distributed.DistBackendError: NCCL failed"));
+    }
+
+    #[tokio::test]
+    async fn the_launcher_stops_with_the_parent_it_names_and_only_then() {
+        // Its own parent is alive: no end for as long as we wait.
+        let parent = nix::unistd::getppid().as_raw() as u32;
+        let alive = tokio::time::timeout(Duration::from_millis(600), parent_ended(Some(parent))).await;
+        assert!(alive.is_err(), "a living parent was taken for ended");
+        // A pid that is not its parent (here its own): the parent it was started by is gone.
+        let gone = tokio::time::timeout(Duration::from_secs(5), parent_ended(Some(std::process::id()))).await;
+        assert!(gone.is_ok(), "a parent that is not ours was not taken for ended");
+        // No parent named (jobs): never.
+        let none = tokio::time::timeout(Duration::from_millis(300), parent_ended(None)).await;
+        assert!(none.is_err());
     }
 
     #[test]

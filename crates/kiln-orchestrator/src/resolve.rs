@@ -193,6 +193,7 @@ impl Resolver<'_> {
             artifacts_dest: format!("blob:{run_artifacts}"),
             processes,
             timeout_s: spec.timeout_s,
+            stop_with_parent: None,
         };
         Ok(Resolved { plan, outputs, notes })
     }

@@ -267,6 +267,7 @@ fn plan(spec: &WorkerSpec, index: usize, dir: &Path, port_file: &Path) -> Launch
         artifacts_dest: format!("{}/{}", spec.artifacts_dest, dir.file_name().and_then(|n| n.to_str()).unwrap_or("x")),
         processes: ProcessPlan::Single,
         timeout_s: None,
+        stop_with_parent: Some(std::process::id()),
     }
 }
 
@@ -282,15 +283,9 @@ fn launch(spec: &WorkerSpec, index: usize, dir: &Path, port_file: &Path) -> std:
     std::fs::write(dir.join(PLAN_FILE), serde_json::to_vec_pretty(&plan).map_err(std::io::Error::other)?)?;
     let mut cmd = tokio::process::Command::new(&spec.exe);
     cmd.arg("launch").arg(dir).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
-    // Its own group (a Ctrl-C for the server is not for it), and SIGTERM when the server
-    // dies, however it dies: the launcher then stops the worker's whole process tree.
+    // Its own group (a Ctrl-C for the server is not for it); the plan's `stop_with_parent`
+    // stops it, and the worker's whole process tree, when the server ends, however it ends.
     cmd.process_group(0);
-    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM).map_err(std::io::Error::other)
-        });
-    }
     let mut child = cmd.spawn()?;
     let stdout = child.stdout.take().ok_or_else(|| std::io::Error::other("no launcher output"))?;
     Ok(Running { child, events: tokio::io::BufReader::new(stdout).lines() })
