@@ -8,6 +8,11 @@ Run from the repository root after `cargo build --release` (or pass --kiln):
 Both servers run on this machine in this process tree, on loopback, each on its own fresh
 SQLite database and artifact folder. Every figure is measured the same way for both; the
 script prints each figure and the ratio mlflow/kiln (higher means Kiln is faster or smaller).
+
+The two workloads run in lockstep, one timed request on Kiln, then one on MLflow, and so on:
+a shared machine's speed drifts (by up to 2x over minutes, here), and taking both servers'
+samples in the same minutes keeps that drift out of the ratios. Reads are timed warm on both
+servers (each timed read right after an untimed one), as they would be back to back.
 """
 
 import argparse
@@ -90,9 +95,15 @@ class Server:
             os.killpg(self.proc.pid, signal.SIGKILL)
 
 
-def timed(fn, n):
+def timed(fn, n, warm=False):
+    """n samples of fn(i), yielding before each so the driver can take the other server's
+    sample next; `warm` (for reads, which are repeatable) calls fn once untimed before each
+    timed call, so the other server's work in between does not leave this one's caches cold."""
     samples = []
     for i in range(n):
+        yield
+        if warm:
+            fn(i)
         t0 = time.perf_counter()
         fn(i)
         samples.append(time.perf_counter() - t0)
@@ -127,7 +138,10 @@ class Client:
 
 
 def workload(server, scale):
-    """Latency is measured to the last byte of each answer. Request bodies are encoded before
+    """The workload on one server, as a generator that stops before each timed request (see
+    `timed`) and returns the figures.
+
+    Latency is measured to the last byte of each answer. Request bodies are encoded before
     the clock starts and answers are not JSON-decoded inside the timed region: both are the
     client's costs, not the server's, and would only blur the comparison."""
     c = Client(server.port)
@@ -144,7 +158,7 @@ def workload(server, scale):
 
     # 1. create run
     create_body = json.dumps({"experiment_id": exp, "start_time": 0})
-    samples = timed(lambda i: post_raw("/runs/create", create_body), scale["creates"])
+    samples = yield from timed(lambda i: post_raw("/runs/create", create_body), scale["creates"])
     results["create run (p50)"] = p50_ms(samples)
 
     # 2. log-batch of 1000 metrics, history of one key growing to batches*1000 points
@@ -157,7 +171,7 @@ def workload(server, scale):
             for j in range(1000)]})
         for i in range(scale["batches"])
     ]
-    samples = timed(lambda i: post_raw("/runs/log-batch", batches[i]), scale["batches"])
+    samples = yield from timed(lambda i: post_raw("/runs/log-batch", batches[i]), scale["batches"])
     results[f"log-batch 1000 metrics, history to {scale['batches']}k (p50)"] = p50_ms(samples)
 
     # 3. read the whole history, as the client pages it (25k per page)
@@ -177,7 +191,7 @@ def workload(server, scale):
             if not token:
                 break
 
-    samples = timed(read_history, scale["history_reads"])
+    samples = yield from timed(read_history, scale["history_reads"], warm=True)
     # Outside the clock: check the answer, and time the client's own decoding once.
     t0 = time.perf_counter()
     n = sum(len(json.loads(p).get("metrics", [])) for p in pages)
@@ -204,7 +218,7 @@ def workload(server, scale):
     search_body = json.dumps(body)
     for _ in range(5):  # warm-up, untimed, the same for both servers
         post_raw("/runs/search", search_body)
-    samples = timed(lambda i: post_raw("/runs/search", search_body), scale["searches"])
+    samples = yield from timed(lambda i: post_raw("/runs/search", search_body), scale["searches"], warm=True)
     results[f"search {scale['runs']} runs, metric+param filter, 100 results (p50)"] = p50_ms(samples)
     return results
 
@@ -230,15 +244,27 @@ def main():
                                    "--artifacts-destination", os.path.join(work, "mlflow-artifacts")], mp,
                         env=dict(os.environ, MLFLOW_TRACKING_URI=""))
         rows = {}
-        for server in [s for s in (kiln, mlflow) if args.only in (None, s.name)]:
-            print(f"starting {server.name} ...", file=sys.stderr, flush=True)
-            server.start()
-            try:
-                print(f"running the workload on {server.name} ...", file=sys.stderr, flush=True)
-                figures = {"server start (s)": server.start_s, "idle RSS (MB)": server.idle_rss_mb}
-                figures.update({k + " ms": v for k, v in workload(server, scale).items()})
-                rows[server.name] = figures
-            finally:
+        servers = [s for s in (kiln, mlflow) if args.only in (None, s.name)]
+        started = []
+        try:
+            # One at a time, so each start and idle footprint is its own.
+            for server in servers:
+                print(f"starting {server.name} ...", file=sys.stderr, flush=True)
+                started.append(server.start())
+            print("running the workloads in lockstep ...", file=sys.stderr, flush=True)
+            running = {s.name: workload(s, scale) for s in servers}
+            while running:
+                for name, steps in list(running.items()):
+                    try:
+                        next(steps)  # up to and including this server's next timed request
+                    except StopIteration as done:
+                        server = next(s for s in servers if s.name == name)
+                        figures = {"server start (s)": server.start_s, "idle RSS (MB)": server.idle_rss_mb}
+                        figures.update({k + " ms": v for k, v in done.value.items()})
+                        rows[name] = figures
+                        del running[name]
+        finally:
+            for server in started:
                 server.stop()
         if args.only:
             for key, value in rows[args.only].items():

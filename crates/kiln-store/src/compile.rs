@@ -37,10 +37,10 @@ impl EntitySql {
 pub struct UnsupportedClause(pub String);
 
 /// Appends ` AND <condition>` for each clause.
-pub(crate) fn push_clauses(
+pub(crate) fn push_clauses<'c>(
     sql: &mut Sql,
     entity: &EntitySql,
-    clauses: &[Clause],
+    clauses: impl IntoIterator<Item = &'c Clause>,
     dialect: Dialect,
 ) -> Result<(), UnsupportedClause> {
     for clause in clauses {
@@ -48,6 +48,52 @@ pub(crate) fn push_clauses(
         push_clause(sql, entity, clause, dialect)?;
     }
     Ok(())
+}
+
+/// Appends an inner join (` JOIN params f0 ON …`) for each clause that compares a value of a
+/// side table, and returns the clauses left for the WHERE part.
+///
+/// Only for an entity whose side tables hold one row per (entity, key), as a run's params,
+/// tags and latest metrics do: then a join cannot repeat a row and means what the correlated
+/// `EXISTS` of [`push_clauses`] means, and SQLite runs it faster (no subquery program per
+/// row; a tenth of a run search). Absence tests (`IS NULL`, `!=` that matches a missing key)
+/// stay in WHERE.
+pub(crate) fn push_filter_joins<'c>(
+    sql: &mut Sql,
+    entity: &EntitySql,
+    clauses: &'c [Clause],
+    dialect: Dialect,
+) -> Result<Vec<&'c Clause>, UnsupportedClause> {
+    let mut rest = Vec::new();
+    for (i, clause) in clauses.iter().enumerate() {
+        let unsupported = || UnsupportedClause(format!("{clause:?}"));
+        let absence = matches!(clause.op, Op::IsNull | Op::IsNotNull | Op::NeOrMissing);
+        let side = match &clause.target {
+            Target::Tag(key) if !absence => entity.tags.map(|t| (t, key)),
+            Target::Param(key) if !absence => entity.params.map(|t| (t, key)),
+            Target::Metadata(key) if !absence => entity.metadata.map(|t| (t, key)),
+            Target::Metric(key) => entity.metrics.map(|t| (t, key)),
+            _ => None,
+        };
+        let Some(((table, fk), key)) = side else {
+            rest.push(clause);
+            continue;
+        };
+        let alias = format!("f{i}");
+        sql.push(" JOIN ").push(table).push(" ").push(&alias).push(" ON ");
+        sql.push(&alias).push(".").push(fk).push(" = ").push(entity.id);
+        sql.push(&entity.side_extra.replace("{a}", &alias));
+        sql.push(" AND ").push(&alias).push(".key = ").bind(key).push(" AND ");
+        let column = format!("{alias}.value");
+        if let Target::Metric(_) = clause.target {
+            let Value::Number(n) = clause.value else { return Err(unsupported()) };
+            sql.push(&column).push(" ").push(clause.op.sql()).push(" ");
+            bind_number(sql, n);
+        } else {
+            push_string_condition(sql, &column, clause.op, &clause.value, dialect).ok_or_else(unsupported)?;
+        }
+    }
+    Ok(rest)
 }
 
 fn push_clause(sql: &mut Sql, entity: &EntitySql, clause: &Clause, dialect: Dialect) -> Result<(), UnsupportedClause> {

@@ -31,25 +31,35 @@ pub(crate) struct Direct {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    /// Told after each commit: the checkpointer empties the log once writes pause.
+    pub wrote: tokio::sync::Notify,
 }
 
 impl Direct {
     /// Opens connections to an existing database file whose schema is already migrated.
     pub fn open(path: &Path) -> Result<Direct> {
         let writer = connect(path, true)?;
-        Ok(Direct { path: path.to_path_buf(), writer: Mutex::new(writer), readers: Mutex::new(Vec::new()) })
+        Ok(Direct {
+            path: path.to_path_buf(),
+            writer: Mutex::new(writer),
+            readers: Mutex::new(Vec::new()),
+            wrote: tokio::sync::Notify::new(),
+        })
     }
 
-    /// Runs `read` on a reader connection (its own snapshot, beside any writer), right here
-    /// on the async worker: for reads of bounded, small size, where handing the worker's other
-    /// tasks to another thread first (see [`Direct::read_large`]) costs more than the read.
+    /// Runs `read` on a reader connection in one read transaction (one snapshot for all its
+    /// statements, beside any writer), right here on the async worker: for reads of bounded,
+    /// small size, where handing the worker's other tasks to another thread first (see
+    /// [`Direct::read_large`]) costs more than the read.
     pub fn read<R>(&self, read: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
         let idle = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let conn = match idle {
+        let mut conn = match idle {
             Some(c) => c,
             None => connect(&self.path, false)?,
         };
-        let out = read(&conn);
+        // Deferred: the snapshot is taken by the first statement and ends with the
+        // transaction (dropped, which rolls back: there is nothing to keep).
+        let out = conn.transaction().map_err(Into::into).and_then(|tx| read(&tx));
         let mut idle = self.readers.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < IDLE_READERS {
             idle.push(conn);
@@ -78,6 +88,7 @@ impl Direct {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let out = write(&tx)?;
         tx.commit()?;
+        self.wrote.notify_one();
         Ok(out)
     }
 }

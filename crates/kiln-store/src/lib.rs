@@ -223,13 +223,23 @@ impl Store {
 
 /// Copies the SQLite write-ahead log into the database file every second, without blocking
 /// readers or the writer (PASSIVE), until the pool closes; once all of it is copied, empties
-/// it (see [`direct::Direct::truncate_wal`]).
+/// it (see [`direct::Direct::truncate_wal`]). Also as soon as direct writes pause for
+/// [`QUIET_AFTER_WRITES`]: reads that follow a burst of writes (train, then search) should not
+/// wait up to a second for an empty log.
 fn spawn_checkpointer(pool: AnyPool, writer: AnyPool, direct: Option<Arc<direct::Direct>>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tick.tick().await;
+            let writes_paused = async {
+                let Some(direct) = &direct else { return std::future::pending().await };
+                direct.wrote.notified().await;
+                while tokio::time::timeout(QUIET_AFTER_WRITES, direct.wrote.notified()).await.is_ok() {}
+            };
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = writes_paused => {}
+            }
             if pool.is_closed() {
                 break;
             }
@@ -251,6 +261,11 @@ fn spawn_checkpointer(pool: AnyPool, writer: AnyPool, direct: Option<Arc<direct:
         }
     });
 }
+
+/// How long direct writes must pause before the log is checkpointed and emptied ahead of the
+/// periodic checkpoint: longer than the gap between a client's back-to-back writes, so a
+/// stream of them is not slowed by truncations in between.
+const QUIET_AFTER_WRITES: Duration = Duration::from_millis(30);
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {

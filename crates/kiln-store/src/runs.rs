@@ -2,7 +2,7 @@ use std::collections::HashMap;
 
 use sqlx::{Any, Transaction};
 
-use crate::compile::{EntitySql, order_terms, push_clauses};
+use crate::compile::{EntitySql, order_terms, push_clauses, push_filter_joins};
 use crate::experiments::lifecycle_condition;
 use crate::model::*;
 use crate::query::Search;
@@ -301,10 +301,11 @@ impl Store {
         }
         // Built from FROM onwards first: the select list repeats the final ORDER BY terms.
         let mut sql = Sql::new(self.dialect, " FROM runs e");
+        let rest = push_filter_joins(&mut sql, &RUN_SQL, &search.clauses, self.dialect)?;
         let mut order = order_terms(&RUN_SQL, &search.order_by, &mut sql)?;
         sql.push(" WHERE e.experiment_id IN ").bind_list(experiment_ids);
         sql.push(&lifecycle_condition("e.lifecycle_stage", search.view));
-        push_clauses(&mut sql, &RUN_SQL, &search.clauses, self.dialect)?;
+        push_clauses(&mut sql, &RUN_SQL, rest, self.dialect)?;
         order.push("(e.start_time IS NULL) ASC, e.start_time DESC".into());
         order.push("e.run_id ASC".into());
         let order = order.join(", ");
@@ -341,22 +342,10 @@ impl Store {
             ("'o'", "run_model_io", "run_key, direction, model_id, step"),
         ];
         if let Some(direct) = &self.direct {
-            // Statements are cheap here: the page itself first, its rows in order (so every
-            // row's order number is 0 and the stable sort in `unpack_runs` keeps them as they
-            // came), then each side table's rows for the page's keys.
-            sql.text.insert_str(0, &format!("SELECT 'r', {RUN_PAGE_COLUMNS}, 0, e.run_key"));
-            let read = |conn: &rusqlite::Connection| {
-                let mut rows = sql.rows_direct(conn)?;
-                let keys = rows.ints(11)?;
-                if !keys.is_empty() {
-                    for (kind, table, columns) in sides {
-                        let mut side = Sql::new(d, &format!("SELECT {kind}, {columns} FROM {table} WHERE run_key IN "));
-                        side.bind_list(&keys);
-                        rows.append(side.rows_direct(conn)?);
-                    }
-                }
-                unpack_runs(rows)
-            };
+            // Statements are cheap here: the page itself, then each side table's rows for the
+            // page's keys, read straight into the runs.
+            sql.text.insert_str(0, &format!("SELECT {RUN_PAGE_COLUMNS}, e.run_key"));
+            let read = |conn: &rusqlite::Connection| read_runs_direct(conn, &sql);
             return if large { direct.read_large(read) } else { direct.read(read) };
         }
         // The row number carries the order through the packing.
@@ -513,6 +502,115 @@ impl Store {
     }
 }
 
+/// The runs a page statement (`SELECT {RUN_PAGE_COLUMNS}, e.run_key FROM runs e …`) selects,
+/// in its order, with their side rows: each side table is read once for all the page's keys
+/// and its rows go straight into their runs (no intermediate rows: for a page of 100 runs
+/// with a few dozen values each, building and regrouping rows cost as much as reading them).
+fn read_runs_direct(conn: &rusqlite::Connection, page: &Sql) -> Result<Vec<Run>> {
+    let mut keys = Vec::new();
+    let mut runs = page.map_direct(conn, |r| {
+        keys.push(r.get::<_, i64>(9)?);
+        let info = RunInfo {
+            run_id: r.get(0)?,
+            experiment_id: r.get(1)?,
+            run_name: r.get(2)?,
+            user_id: r.get(3)?,
+            status: r.get(4)?,
+            start_time: r.get(5)?,
+            end_time: r.get(6)?,
+            artifact_uri: r.get(7)?,
+            lifecycle_stage: r.get(8)?,
+        };
+        Ok(Run {
+            info,
+            metrics: Vec::new(),
+            params: Vec::new(),
+            tags: Vec::new(),
+            dataset_inputs: Vec::new(),
+            model_inputs: Vec::new(),
+            model_outputs: Vec::new(),
+        })
+    })?;
+    if runs.is_empty() {
+        return Ok(runs);
+    }
+    let at: HashMap<i64, usize> = keys.iter().enumerate().map(|(i, k)| (*k, i)).collect();
+    // Each side row to its run; a row of a run not on the page cannot come back (the keys
+    // select them), so it is skipped rather than trusted to index.
+    let mut side = |columns: &str,
+                    table: &str,
+                    add: &mut dyn FnMut(&mut Run, &rusqlite::Row<'_>) -> rusqlite::Result<()>| {
+        let mut sql = Sql::new(Dialect::Sqlite, &format!("SELECT run_key, {columns} FROM {table} WHERE run_key IN "));
+        sql.bind_list(&keys);
+        sql.each_direct(conn, |r| match at.get(&r.get::<_, i64>(0)?) {
+            Some(&i) => add(&mut runs[i], r),
+            None => Ok(()),
+        })
+    };
+    side("key, value", "params", &mut |run, r| {
+        run.params.push(Tag { key: r.get(1)?, value: r.get(2)? });
+        Ok(())
+    })?;
+    side("key, value", "tags", &mut |run, r| {
+        run.tags.push(Tag { key: r.get(1)?, value: r.get(2)? });
+        Ok(())
+    })?;
+    side(
+        "key, step, timestamp, value_bits, model_id, dataset_name, dataset_digest",
+        "latest_metrics",
+        &mut |run, r| {
+            run.metrics.push(Metric {
+                key: r.get(1)?,
+                step: r.get(2)?,
+                timestamp: r.get(3)?,
+                value: f64::from_bits(r.get::<_, i64>(4)? as u64),
+                model_id: r.get(5)?,
+                dataset_name: r.get(6)?,
+                dataset_digest: r.get(7)?,
+            });
+            Ok(())
+        },
+    )?;
+    side("name, digest, source_type, source, schema, profile, tags_json", "run_dataset_inputs", &mut |run, r| {
+        let tags_json: Option<String> = r.get(7)?;
+        run.dataset_inputs.push(DatasetInput {
+            dataset: Dataset {
+                name: r.get(1)?,
+                digest: r.get(2)?,
+                source_type: r.get(3)?,
+                source: r.get(4)?,
+                schema: r.get(5)?,
+                profile: r.get(6)?,
+            },
+            tags: tags_json.and_then(|j| serde_json::from_str(&j).ok()).unwrap_or_default(),
+        });
+        Ok(())
+    })?;
+    side("direction, model_id, step", "run_model_io", &mut |run, r| {
+        let model_id: String = r.get(2)?;
+        if r.get_ref(1)?.as_str()? == "input" {
+            run.model_inputs.push(model_id);
+        } else {
+            run.model_outputs.push(ModelOutput { model_id, step: r.get(3)? });
+        }
+        Ok(())
+    })?;
+    for run in &mut runs {
+        sort_side_lists(run);
+    }
+    Ok(runs)
+}
+
+/// Each list of a run in the order reads give it (key order), whatever order its rows came in.
+fn sort_side_lists(run: &mut Run) {
+    run.params.sort_by(|a, b| a.key.cmp(&b.key));
+    run.tags.sort_by(|a, b| a.key.cmp(&b.key));
+    run.metrics.sort_by(|a, b| a.key.cmp(&b.key));
+    run.dataset_inputs.sort_by(|a, b| (&a.dataset.name, &a.dataset.digest).cmp(&(&b.dataset.name, &b.dataset.digest)));
+    run.model_inputs.sort();
+    run.model_outputs.sort_by(|a, b| a.model_id.cmp(&b.model_id));
+}
+
 /// Splits the packed answer of `read_runs` into runs in their order.
 fn unpack_runs(rows: Rows<'_>) -> Result<Vec<Run>> {
     let mut runs: Vec<(i64, i64, Run)> = Vec::new();
@@ -578,25 +676,18 @@ fn unpack_runs(rows: Rows<'_>) -> Result<Vec<Run>> {
             }
         }
     }
-    // Stable: direct reads give every page row the order number 0, in order.
     runs.sort_by_key(|(ord, _, _)| *ord);
     Ok(runs
         .into_iter()
         .map(|(_, key, mut run)| {
-            // The union has no order: give each list the order the per-table reads had.
+            // The union has no order: each list gets the order the per-table reads had.
             run.params = params.remove(&key).unwrap_or_default();
-            run.params.sort_by(|a, b| a.key.cmp(&b.key));
             run.tags = tags.remove(&key).unwrap_or_default();
-            run.tags.sort_by(|a, b| a.key.cmp(&b.key));
             run.metrics = metrics.remove(&key).unwrap_or_default();
-            run.metrics.sort_by(|a, b| a.key.cmp(&b.key));
             run.dataset_inputs = datasets.remove(&key).unwrap_or_default();
-            run.dataset_inputs
-                .sort_by(|a, b| (&a.dataset.name, &a.dataset.digest).cmp(&(&b.dataset.name, &b.dataset.digest)));
             run.model_inputs = model_inputs.remove(&key).unwrap_or_default();
-            run.model_inputs.sort();
             run.model_outputs = model_outputs.remove(&key).unwrap_or_default();
-            run.model_outputs.sort_by(|a, b| a.model_id.cmp(&b.model_id));
+            sort_side_lists(&mut run);
             run
         })
         .collect())

@@ -234,6 +234,20 @@ impl Sql {
         Ok(out)
     }
 
+    /// Hands every row to `row`, in order.
+    pub fn each_direct(
+        &self,
+        conn: &rusqlite::Connection,
+        mut row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<()>,
+    ) -> rusqlite::Result<()> {
+        let mut stmt = self.prepared(conn)?;
+        let mut rows = stmt.raw_query();
+        while let Some(r) = rows.next()? {
+            row(r)?;
+        }
+        Ok(())
+    }
+
     /// The first row made by `row`, if any.
     pub fn first_direct<T>(
         &self,
@@ -243,15 +257,6 @@ impl Sql {
         let mut stmt = self.prepared(conn)?;
         let mut rows = stmt.raw_query();
         rows.next()?.map(row).transpose()
-    }
-
-    /// Every row as fields for a [`RowReader`]: the direct counterpart of
-    /// [`Sql::fetch_json_rows`] (whose `row` expression lists the same columns this query
-    /// selects).
-    pub fn rows_direct(&self, conn: &rusqlite::Connection) -> rusqlite::Result<Rows<'static>> {
-        let mut stmt = self.prepared(conn)?;
-        let mut rows = stmt.raw_query();
-        Rows::read_direct(&mut rows)
     }
 }
 
@@ -317,8 +322,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Field<'a> {
     }
 }
 
-/// The rows of a read, JSON-packed or read directly; each row is read field by field with a
-/// [`RowReader`], so one decoder serves both ways of reading.
+/// The rows of a JSON-packed read; each row is read field by field with a [`RowReader`].
 pub(crate) struct Rows<'a> {
     rows: Vec<Vec<Field<'a>>>,
 }
@@ -334,49 +338,6 @@ impl<'a> Rows<'a> {
 
     pub fn len(&self) -> usize {
         self.rows.len()
-    }
-
-    /// The integers of column `at` of every row.
-    pub fn ints(&self, at: usize) -> sqlx::Result<Vec<i64>> {
-        self.rows
-            .iter()
-            .map(|r| match r.get(at) {
-                Some(Field::Int(v)) => Ok(*v),
-                other => Err(malformed(&format!("expected an integer, found {other:?}"))),
-            })
-            .collect()
-    }
-
-    /// Adds the rows of another read after these.
-    pub fn append(&mut self, mut other: Rows<'a>) {
-        self.rows.append(&mut other.rows);
-    }
-}
-
-impl Rows<'static> {
-    /// Rows read directly from SQLite, with the packed form's field types: integers, text and
-    /// NULL (reals are refused here too, so both ways read the same columns).
-    fn read_direct(rows: &mut rusqlite::Rows<'_>) -> rusqlite::Result<Self> {
-        use rusqlite::types::ValueRef;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            let n = row.as_ref().column_count();
-            let mut fields = Vec::with_capacity(n);
-            for i in 0..n {
-                fields.push(match row.get_ref(i)? {
-                    ValueRef::Null => Field::Null,
-                    ValueRef::Integer(v) => Field::Int(v),
-                    ValueRef::Text(t) => Field::Text(Cow::Owned(
-                        std::str::from_utf8(t).map_err(|e| rusqlite::Error::Utf8Error(i, e))?.to_string(),
-                    )),
-                    other => {
-                        return Err(rusqlite::Error::InvalidColumnType(i, format!("{other:?}"), other.data_type()));
-                    }
-                });
-            }
-            out.push(fields);
-        }
-        Ok(Rows { rows: out })
     }
 }
 

@@ -169,6 +169,10 @@ async fn log_batch_keeps_params_immutable_and_metrics_latest() {
     }
 }
 
+fn desc_m() -> OrderKey {
+    OrderKey { target: Target::Metric("m".into()), ascending: false }
+}
+
 #[tokio::test]
 async fn run_search_filters_orders_and_pages() {
     for b in backends().await {
@@ -207,12 +211,15 @@ async fn run_search_filters_orders_and_pages() {
             0,
             "!= excludes runs lacking the tag"
         );
+        // Several comparisons at once, two on one metric, ordered by that metric: each run once.
+        let k_in = clause(Target::Tag("k".into()), Op::In, Value::List(vec!["v2".into(), "v4".into(), "v5".into()]));
+        let combined = search(vec![m(Op::Gt, 0.15), m(Op::Lt, 0.55), p(Op::Ne, "odd"), k_in], vec![desc_m()]);
+        assert_eq!(ids(&s.search_runs(&[exp], &combined).await.unwrap()), vec!["run4", "run2"], "{}", b.name);
         let in_ids =
             clause(Target::Attribute("run_id".into()), Op::In, Value::List(vec!["run1".into(), "run3".into()]));
         assert_eq!(ids(&s.search_runs(&[exp], &search(vec![in_ids], vec![])).await.unwrap()), vec!["run1", "run3"]);
         // Order by metric descending: runs lacking it come last in either direction.
-        let desc = OrderKey { target: Target::Metric("m".into()), ascending: false };
-        let got = s.search_runs(&[exp], &search(vec![], vec![desc])).await.unwrap();
+        let got = s.search_runs(&[exp], &search(vec![], vec![desc_m()])).await.unwrap();
         assert_eq!(&ids(&got)[..2], &["run7", "run6"]);
         assert_eq!(&ids(&got)[8..], &["run8", "run9"], "{}", b.name);
         // Pages of 3 in run_id order under equal start times.
