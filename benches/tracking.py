@@ -9,10 +9,12 @@ Both servers run on this machine in this process tree, on loopback, each on its 
 SQLite database and artifact folder. Every figure is measured the same way for both; the
 script prints each figure and the ratio mlflow/kiln (higher means Kiln is faster or smaller).
 
-The two workloads run in lockstep, one timed request on Kiln, then one on MLflow, and so on:
-a shared machine's speed drifts (by up to 2x over minutes, here), and taking both servers'
-samples in the same minutes keeps that drift out of the ratios. Reads are timed warm on both
-servers (each timed read right after an untimed one), as they would be back to back.
+The two workloads run in lockstep, a block of timed requests on Kiln, then the same block on
+MLflow, and so on: a shared machine's speed drifts (by up to 2x over minutes, here), and taking
+both servers' samples in the same minutes keeps that drift out of the ratios. Within a block
+requests go back to back, as before; each block starts with an untimed `GET /health` (and, for
+reads, an untimed call of the read itself), so the other server's work in between does not
+leave this one idle and cold when its clock starts.
 """
 
 import argparse
@@ -95,15 +97,17 @@ class Server:
             os.killpg(self.proc.pid, signal.SIGKILL)
 
 
-def timed(fn, n, warm=False):
-    """n samples of fn(i), yielding before each so the driver can take the other server's
-    sample next; `warm` (for reads, which are repeatable) calls fn once untimed before each
-    timed call, so the other server's work in between does not leave this one's caches cold."""
+def timed(fn, n, block, wake, warm=False):
+    """n samples of fn(i) in blocks of `block`, yielding before each block so the driver can
+    take the other server's block next. Each block starts with `wake()` untimed and, when
+    `warm` (for reads, which are repeatable), with one untimed fn(i)."""
     samples = []
     for i in range(n):
-        yield
-        if warm:
-            fn(i)
+        if i % block == 0:
+            yield
+            wake()
+            if warm:
+                fn(i)
         t0 = time.perf_counter()
         fn(i)
         samples.append(time.perf_counter() - t0)
@@ -153,12 +157,15 @@ def workload(server, scale):
     def post_raw(path, data):
         return c.call("POST", api + path, data)
 
+    def wake():
+        c.call("GET", "/health")
+
     exp = post("/experiments/create", {"name": "bench-" + uuid.uuid4().hex[:6]})["experiment_id"]
     results = {}
 
     # 1. create run
     create_body = json.dumps({"experiment_id": exp, "start_time": 0})
-    samples = yield from timed(lambda i: post_raw("/runs/create", create_body), scale["creates"])
+    samples = yield from timed(lambda i: post_raw("/runs/create", create_body), scale["creates"], 20, wake)
     results["create run (p50)"] = p50_ms(samples)
 
     # 2. log-batch of 1000 metrics, history of one key growing to batches*1000 points
@@ -171,7 +178,7 @@ def workload(server, scale):
             for j in range(1000)]})
         for i in range(scale["batches"])
     ]
-    samples = yield from timed(lambda i: post_raw("/runs/log-batch", batches[i]), scale["batches"])
+    samples = yield from timed(lambda i: post_raw("/runs/log-batch", batches[i]), scale["batches"], 10, wake)
     results[f"log-batch 1000 metrics, history to {scale['batches']}k (p50)"] = p50_ms(samples)
 
     # 3. read the whole history, as the client pages it (25k per page)
@@ -191,7 +198,7 @@ def workload(server, scale):
             if not token:
                 break
 
-    samples = yield from timed(read_history, scale["history_reads"], warm=True)
+    samples = yield from timed(read_history, scale["history_reads"], 1, wake, warm=True)
     # Outside the clock: check the answer, and time the client's own decoding once.
     t0 = time.perf_counter()
     n = sum(len(json.loads(p).get("metrics", [])) for p in pages)
@@ -218,7 +225,8 @@ def workload(server, scale):
     search_body = json.dumps(body)
     for _ in range(5):  # warm-up, untimed, the same for both servers
         post_raw("/runs/search", search_body)
-    samples = yield from timed(lambda i: post_raw("/runs/search", search_body), scale["searches"], warm=True)
+    samples = yield from timed(lambda i: post_raw("/runs/search", search_body), scale["searches"], 10, wake,
+                               warm=True)
     results[f"search {scale['runs']} runs, metric+param filter, 100 results (p50)"] = p50_ms(samples)
     return results
 
@@ -247,7 +255,7 @@ def main():
         servers = [s for s in (kiln, mlflow) if args.only in (None, s.name)]
         started = []
         try:
-            # One at a time, so each start and idle footprint is its own.
+            # One at a time, so each start and idle footprint is its own; both then stay up.
             for server in servers:
                 print(f"starting {server.name} ...", file=sys.stderr, flush=True)
                 started.append(server.start())

@@ -19,6 +19,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use sqlx::AnyPool;
 
 use crate::Result;
+use crate::runs::RunSidesCache;
 
 /// Idle reader connections kept open; more are opened under load and closed after.
 const IDLE_READERS: usize = 4;
@@ -33,6 +34,8 @@ pub(crate) struct Direct {
     readers: Mutex<Vec<Connection>>,
     /// Told after each commit: the checkpointer empties the log once writes pause.
     pub wrote: tokio::sync::Notify,
+    /// Side rows of runs read here, by data version (see [`RunSidesCache`]).
+    pub run_sides: RunSidesCache,
 }
 
 impl Direct {
@@ -44,6 +47,7 @@ impl Direct {
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
             wrote: tokio::sync::Notify::new(),
+            run_sides: RunSidesCache::default(),
         })
     }
 

@@ -90,14 +90,42 @@ struct Migration {
     version: i64,
     name: &'static str,
     sql: &'static str,
+    /// Applied on SQLite only (recorded as applied on PostgreSQL too).
+    sqlite_only: bool,
 }
 
 const MIGRATIONS: &[Migration] = &[
-    Migration { version: 1, name: "tracking", sql: include_str!("../migrations/0001_tracking.sql") },
-    Migration { version: 2, name: "jobs", sql: include_str!("../migrations/0002_jobs.sql") },
-    Migration { version: 3, name: "pipelines", sql: include_str!("../migrations/0003_pipelines.sql") },
-    Migration { version: 4, name: "schedules", sql: include_str!("../migrations/0004_schedules.sql") },
-    Migration { version: 5, name: "endpoints", sql: include_str!("../migrations/0005_endpoints.sql") },
+    Migration {
+        version: 1,
+        name: "tracking",
+        sql: include_str!("../migrations/0001_tracking.sql"),
+        sqlite_only: false,
+    },
+    Migration { version: 2, name: "jobs", sql: include_str!("../migrations/0002_jobs.sql"), sqlite_only: false },
+    Migration {
+        version: 3,
+        name: "pipelines",
+        sql: include_str!("../migrations/0003_pipelines.sql"),
+        sqlite_only: false,
+    },
+    Migration {
+        version: 4,
+        name: "schedules",
+        sql: include_str!("../migrations/0004_schedules.sql"),
+        sqlite_only: false,
+    },
+    Migration {
+        version: 5,
+        name: "endpoints",
+        sql: include_str!("../migrations/0005_endpoints.sql"),
+        sqlite_only: false,
+    },
+    Migration {
+        version: 6,
+        name: "run data version",
+        sql: include_str!("../migrations/0006_run_data_version.sql"),
+        sqlite_only: true,
+    },
 ];
 
 impl Store {
@@ -199,10 +227,12 @@ impl Store {
                 },
             );
             let mut tx = self.writer.begin().await?;
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                .execute(&mut *tx)
-                .await
-                .map_err(|source| StoreError::Migration { version: m.version, source })?;
+            if !m.sqlite_only || self.dialect == Dialect::Sqlite {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|source| StoreError::Migration { version: m.version, source })?;
+            }
             sqlx::query("INSERT INTO kiln_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
                 .bind(m.version)
                 .bind(m.name)

@@ -343,9 +343,9 @@ impl Store {
         ];
         if let Some(direct) = &self.direct {
             // Statements are cheap here: the page itself, then each side table's rows for the
-            // page's keys, read straight into the runs.
-            sql.text.insert_str(0, &format!("SELECT {RUN_PAGE_COLUMNS}, e.run_key"));
-            let read = |conn: &rusqlite::Connection| read_runs_direct(conn, &sql);
+            // page's runs whose cached side rows are not current.
+            sql.text.insert_str(0, &format!("SELECT {RUN_PAGE_COLUMNS}, e.run_key, e.data_version"));
+            let read = |conn: &rusqlite::Connection| read_runs_direct(conn, &sql, &direct.run_sides);
             return if large { direct.read_large(read) } else { direct.read(read) };
         }
         // The row number carries the order through the packing.
@@ -502,14 +502,41 @@ impl Store {
     }
 }
 
-/// The runs a page statement (`SELECT {RUN_PAGE_COLUMNS}, e.run_key FROM runs e …`) selects,
-/// in its order, with their side rows: each side table is read once for all the page's keys
-/// and its rows go straight into their runs (no intermediate rows: for a page of 100 runs
-/// with a few dozen values each, building and regrouping rows cost as much as reading them).
-fn read_runs_direct(conn: &rusqlite::Connection, page: &Sql) -> Result<Vec<Run>> {
-    let mut keys = Vec::new();
-    let mut runs = page.map_direct(conn, |r| {
-        keys.push(r.get::<_, i64>(9)?);
+/// A run's side rows: everything of a run but its info.
+#[derive(Default)]
+pub(crate) struct RunSides {
+    metrics: Vec<Metric>,
+    params: Vec<Tag>,
+    tags: Vec<Tag>,
+    dataset_inputs: Vec<DatasetInput>,
+    model_inputs: Vec<String>,
+    model_outputs: Vec<ModelOutput>,
+}
+
+/// Runs' side rows as last read, by run key, each with the run's `data_version` at the time.
+///
+/// The version is bumped by triggers in the same transaction as any change to a run's side
+/// rows (migration 6), and a read compares it with the version in its own snapshot: a cached
+/// copy is used only when it is exactly what that snapshot holds, however the write was made.
+/// Run keys are never reused. Why: a search page of 100 runs with a few dozen values each
+/// spent half its time reading and building side rows that rarely change between searches.
+#[derive(Default)]
+pub(crate) struct RunSidesCache(std::sync::Mutex<HashMap<i64, (i64, std::sync::Arc<RunSides>)>>);
+
+/// Runs whose side rows are kept (a few KB each); past that the cache starts over.
+const RUN_SIDES_CACHED: usize = 20_000;
+
+impl RunSidesCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, (i64, std::sync::Arc<RunSides>)>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The runs a page statement (`SELECT {RUN_PAGE_COLUMNS}, e.run_key, e.data_version FROM runs
+/// e …`) selects, in its order, with their side rows: from `cache` where its copy is current,
+/// otherwise read (each side table once for all the missing runs) and cached.
+fn read_runs_direct(conn: &rusqlite::Connection, page: &Sql, cache: &RunSidesCache) -> Result<Vec<Run>> {
+    let mut heads = page.map_direct(conn, |r| {
         let info = RunInfo {
             run_id: r.get(0)?,
             experiment_id: r.get(1)?,
@@ -521,59 +548,87 @@ fn read_runs_direct(conn: &rusqlite::Connection, page: &Sql) -> Result<Vec<Run>>
             artifact_uri: r.get(7)?,
             lifecycle_stage: r.get(8)?,
         };
-        Ok(Run {
-            info,
-            metrics: Vec::new(),
-            params: Vec::new(),
-            tags: Vec::new(),
-            dataset_inputs: Vec::new(),
-            model_inputs: Vec::new(),
-            model_outputs: Vec::new(),
-        })
+        Ok((info, r.get::<_, i64>(9)?, r.get::<_, i64>(10)?, None))
     })?;
-    if runs.is_empty() {
-        return Ok(runs);
+    let mut missing: Vec<i64> = Vec::new();
+    {
+        let cached = cache.lock();
+        for (_, key, version, sides) in &mut heads {
+            match cached.get(key) {
+                Some((v, s)) if v == version => *sides = Some(s.clone()),
+                _ => missing.push(*key),
+            }
+        }
     }
-    let at: HashMap<i64, usize> = keys.iter().enumerate().map(|(i, k)| (*k, i)).collect();
-    // Each side row to its run; a row of a run not on the page cannot come back (the keys
-    // select them), so it is skipped rather than trusted to index.
+    if !missing.is_empty() {
+        let mut read = read_run_sides(conn, &missing)?;
+        let mut cached = cache.lock();
+        if cached.len() + missing.len() > RUN_SIDES_CACHED {
+            cached.clear();
+        }
+        for (_, key, version, sides) in &mut heads {
+            if sides.is_none() {
+                let s = std::sync::Arc::new(read.remove(key).unwrap_or_default());
+                cached.insert(*key, (*version, s.clone()));
+                *sides = Some(s);
+            }
+        }
+    }
+    Ok(heads
+        .into_iter()
+        .map(|(info, _, _, sides)| {
+            let s = sides.unwrap_or_default();
+            Run {
+                info,
+                metrics: s.metrics.clone(),
+                params: s.params.clone(),
+                tags: s.tags.clone(),
+                dataset_inputs: s.dataset_inputs.clone(),
+                model_inputs: s.model_inputs.clone(),
+                model_outputs: s.model_outputs.clone(),
+            }
+        })
+        .collect())
+}
+
+/// The side rows of the runs with these keys, each side table read once for all of them.
+fn read_run_sides(conn: &rusqlite::Connection, keys: &[i64]) -> Result<HashMap<i64, RunSides>> {
+    let mut out: HashMap<i64, RunSides> = keys.iter().map(|k| (*k, RunSides::default())).collect();
+    // A row of a run not asked for cannot come back (the keys select them); it is skipped
+    // rather than trusted.
     let mut side = |columns: &str,
                     table: &str,
-                    add: &mut dyn FnMut(&mut Run, &rusqlite::Row<'_>) -> rusqlite::Result<()>| {
+                    add: &mut dyn FnMut(&mut RunSides, &rusqlite::Row<'_>) -> rusqlite::Result<()>| {
         let mut sql = Sql::new(Dialect::Sqlite, &format!("SELECT run_key, {columns} FROM {table} WHERE run_key IN "));
-        sql.bind_list(&keys);
-        sql.each_direct(conn, |r| match at.get(&r.get::<_, i64>(0)?) {
-            Some(&i) => add(&mut runs[i], r),
+        sql.bind_list(keys);
+        sql.each_direct(conn, |r| match out.get_mut(&r.get::<_, i64>(0)?) {
+            Some(sides) => add(sides, r),
             None => Ok(()),
         })
     };
-    side("key, value", "params", &mut |run, r| {
-        run.params.push(Tag { key: r.get(1)?, value: r.get(2)? });
+    side("key, value", "params", &mut |s, r| {
+        s.params.push(Tag { key: r.get(1)?, value: r.get(2)? });
         Ok(())
     })?;
-    side("key, value", "tags", &mut |run, r| {
-        run.tags.push(Tag { key: r.get(1)?, value: r.get(2)? });
+    side("key, value", "tags", &mut |s, r| {
+        s.tags.push(Tag { key: r.get(1)?, value: r.get(2)? });
         Ok(())
     })?;
-    side(
-        "key, step, timestamp, value_bits, model_id, dataset_name, dataset_digest",
-        "latest_metrics",
-        &mut |run, r| {
-            run.metrics.push(Metric {
-                key: r.get(1)?,
-                step: r.get(2)?,
-                timestamp: r.get(3)?,
-                value: f64::from_bits(r.get::<_, i64>(4)? as u64),
-                model_id: r.get(5)?,
-                dataset_name: r.get(6)?,
-                dataset_digest: r.get(7)?,
-            });
-            Ok(())
-        },
-    )?;
-    side("name, digest, source_type, source, schema, profile, tags_json", "run_dataset_inputs", &mut |run, r| {
+    side("key, step, timestamp, value_bits, model_id, dataset_name, dataset_digest", "latest_metrics", &mut |s, r| {
+        s.metrics.push(Metric {
+            key: r.get(1)?,
+            step: r.get(2)?,
+            timestamp: r.get(3)?,
+            value: f64::from_bits(r.get::<_, i64>(4)? as u64),
+            model_id: r.get(5)?,
+            dataset_name: r.get(6)?,
+            dataset_digest: r.get(7)?,
+        });
+        Ok(())
+    })?;
+    side("name, digest, source_type, source, schema, profile, tags_json", "run_dataset_inputs", &mut |s, r| {
         let tags_json: Option<String> = r.get(7)?;
-        run.dataset_inputs.push(DatasetInput {
+        s.dataset_inputs.push(DatasetInput {
             dataset: Dataset {
                 name: r.get(1)?,
                 digest: r.get(2)?,
@@ -586,23 +641,23 @@ fn read_runs_direct(conn: &rusqlite::Connection, page: &Sql) -> Result<Vec<Run>>
         });
         Ok(())
     })?;
-    side("direction, model_id, step", "run_model_io", &mut |run, r| {
+    side("direction, model_id, step", "run_model_io", &mut |s, r| {
         let model_id: String = r.get(2)?;
         if r.get_ref(1)?.as_str()? == "input" {
-            run.model_inputs.push(model_id);
+            s.model_inputs.push(model_id);
         } else {
-            run.model_outputs.push(ModelOutput { model_id, step: r.get(3)? });
+            s.model_outputs.push(ModelOutput { model_id, step: r.get(3)? });
         }
         Ok(())
     })?;
-    for run in &mut runs {
-        sort_side_lists(run);
+    for sides in out.values_mut() {
+        sort_side_lists(sides);
     }
-    Ok(runs)
+    Ok(out)
 }
 
 /// Each list of a run in the order reads give it (key order), whatever order its rows came in.
-fn sort_side_lists(run: &mut Run) {
+fn sort_side_lists(run: &mut RunSides) {
     run.params.sort_by(|a, b| a.key.cmp(&b.key));
     run.tags.sort_by(|a, b| a.key.cmp(&b.key));
     run.metrics.sort_by(|a, b| a.key.cmp(&b.key));
@@ -681,13 +736,22 @@ fn unpack_runs(rows: Rows<'_>) -> Result<Vec<Run>> {
         .into_iter()
         .map(|(_, key, mut run)| {
             // The union has no order: each list gets the order the per-table reads had.
-            run.params = params.remove(&key).unwrap_or_default();
-            run.tags = tags.remove(&key).unwrap_or_default();
-            run.metrics = metrics.remove(&key).unwrap_or_default();
-            run.dataset_inputs = datasets.remove(&key).unwrap_or_default();
-            run.model_inputs = model_inputs.remove(&key).unwrap_or_default();
-            run.model_outputs = model_outputs.remove(&key).unwrap_or_default();
-            sort_side_lists(&mut run);
+            let mut sides = RunSides {
+                params: params.remove(&key).unwrap_or_default(),
+                tags: tags.remove(&key).unwrap_or_default(),
+                metrics: metrics.remove(&key).unwrap_or_default(),
+                dataset_inputs: datasets.remove(&key).unwrap_or_default(),
+                model_inputs: model_inputs.remove(&key).unwrap_or_default(),
+                model_outputs: model_outputs.remove(&key).unwrap_or_default(),
+            };
+            sort_side_lists(&mut sides);
+            let RunSides { metrics, params, tags, dataset_inputs, model_inputs, model_outputs } = sides;
+            run.metrics = metrics;
+            run.params = params;
+            run.tags = tags;
+            run.dataset_inputs = dataset_inputs;
+            run.model_inputs = model_inputs;
+            run.model_outputs = model_outputs;
             run
         })
         .collect())

@@ -169,6 +169,65 @@ async fn log_batch_keeps_params_immutable_and_metrics_latest() {
     }
 }
 
+/// Run reads cache a run's side rows by its data version (SQLite): every kind of change, made
+/// after a read, shows in the next one, through search and get alike.
+#[tokio::test]
+async fn run_reads_show_every_change_made_after_an_earlier_read() {
+    for b in backends().await {
+        let s = &b.store;
+        let exp = s.create_experiment("fresh", "mlflow-artifacts:/", &[]).await.unwrap();
+        s.create_run(&run_info("r1", exp, 1000), &[Tag::new("t", "1")]).await.unwrap();
+        s.create_run(&run_info("r2", exp, 1000), &[]).await.unwrap();
+        let read = || async {
+            let page = s.search_runs(&[exp], &Search { limit: 10, ..Default::default() }).await.unwrap();
+            let run = page.items.into_iter().find(|r| r.info.run_id == "r1").unwrap();
+            assert_eq!(Some(&run), s.get_run("r1").await.unwrap().as_ref(), "{}", b.name);
+            run
+        };
+        let tag = |run: &Run, key: &str| run.tags.iter().find(|t| t.key == key).map(|t| t.value.clone());
+        assert_eq!(tag(&read().await, "t").as_deref(), Some("1"));
+
+        let batch = RunBatch {
+            params: vec![Tag::new("p", "a")],
+            tags: vec![Tag::new("t", "2")],
+            metrics: vec![metric("m", 1.0, 0, 1)],
+        };
+        s.log_batch("r1", &batch).await.unwrap();
+        let run = read().await;
+        assert_eq!((tag(&run, "t").as_deref(), run.params.len(), run.metrics[0].value), (Some("2"), 1, 1.0));
+
+        s.log_batch("r1", &RunBatch { metrics: vec![metric("m", 2.0, 1, 2)], ..Default::default() }).await.unwrap();
+        assert_eq!(read().await.metrics[0].value, 2.0, "{}: the latest value", b.name);
+
+        s.delete_run_tag("r1", "t").await.unwrap();
+        assert_eq!(tag(&read().await, "t"), None, "{}", b.name);
+
+        s.update_run("r1", None, None, Some("renamed")).await.unwrap();
+        let run = read().await;
+        assert_eq!((run.info.run_name.as_str(), tag(&run, "mlflow.runName").as_deref()), ("renamed", Some("renamed")));
+
+        let dataset = Dataset {
+            name: "d".into(),
+            digest: "x".into(),
+            source_type: "local".into(),
+            source: "{}".into(),
+            schema: None,
+            profile: None,
+        };
+        s.log_inputs("r1", &[DatasetInput { dataset, tags: vec![] }], &["m-1".into()]).await.unwrap();
+        let run = read().await;
+        assert_eq!((run.dataset_inputs.len(), run.model_inputs.clone()), (1, vec!["m-1".to_string()]));
+        s.log_outputs("r1", &[ModelOutput { model_id: "m-2".into(), step: 3 }]).await.unwrap();
+        assert_eq!(read().await.model_outputs, vec![ModelOutput { model_id: "m-2".into(), step: 3 }]);
+
+        s.set_run_lifecycle("r1", true).await.unwrap();
+        assert_eq!(s.get_run("r1").await.unwrap().unwrap().info.lifecycle_stage, "deleted");
+        // The other run was never touched and reads the same throughout.
+        let r2 = s.get_run("r2").await.unwrap().unwrap();
+        assert!(r2.params.is_empty() && r2.metrics.is_empty(), "{}", b.name);
+    }
+}
+
 fn desc_m() -> OrderKey {
     OrderKey { target: Target::Metric("m".into()), ascending: false }
 }
