@@ -523,8 +523,9 @@ pub(crate) struct RunSides {
 #[derive(Default)]
 pub(crate) struct RunSidesCache(std::sync::Mutex<HashMap<i64, (i64, std::sync::Arc<RunSides>)>>);
 
-/// Runs whose side rows are kept (a few KB each); past that the cache starts over.
-const RUN_SIDES_CACHED: usize = 20_000;
+/// Runs whose side rows are kept (a few KB each, so tens of MB at most); past that the cache
+/// starts over, and a read of more runs than that keeps only as many.
+const RUN_SIDES_CACHED: usize = 10_000;
 
 impl RunSidesCache {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, (i64, std::sync::Arc<RunSides>)>> {
@@ -569,7 +570,9 @@ fn read_runs_direct(conn: &rusqlite::Connection, page: &Sql, cache: &RunSidesCac
         for (_, key, version, sides) in &mut heads {
             if sides.is_none() {
                 let s = std::sync::Arc::new(read.remove(key).unwrap_or_default());
-                cached.insert(*key, (*version, s.clone()));
+                if cached.len() < RUN_SIDES_CACHED {
+                    cached.insert(*key, (*version, s.clone()));
+                }
                 *sides = Some(s);
             }
         }
