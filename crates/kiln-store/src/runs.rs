@@ -513,6 +513,25 @@ pub(crate) struct RunSides {
     model_outputs: Vec<ModelOutput>,
 }
 
+impl RunSides {
+    fn into_run(self, info: RunInfo) -> Run {
+        let RunSides { metrics, params, tags, dataset_inputs, model_inputs, model_outputs } = self;
+        Run { info, metrics, params, tags, dataset_inputs, model_inputs, model_outputs }
+    }
+
+    fn to_run(&self, info: RunInfo) -> Run {
+        Run {
+            info,
+            metrics: self.metrics.clone(),
+            params: self.params.clone(),
+            tags: self.tags.clone(),
+            dataset_inputs: self.dataset_inputs.clone(),
+            model_inputs: self.model_inputs.clone(),
+            model_outputs: self.model_outputs.clone(),
+        }
+    }
+}
+
 /// Runs' side rows as last read, by run key, each with the run's `data_version` at the time.
 ///
 /// The version is bumped by triggers in the same transaction as any change to a run's side
@@ -577,21 +596,7 @@ fn read_runs_direct(conn: &rusqlite::Connection, page: &Sql, cache: &RunSidesCac
             }
         }
     }
-    Ok(heads
-        .into_iter()
-        .map(|(info, _, _, sides)| {
-            let s = sides.unwrap_or_default();
-            Run {
-                info,
-                metrics: s.metrics.clone(),
-                params: s.params.clone(),
-                tags: s.tags.clone(),
-                dataset_inputs: s.dataset_inputs.clone(),
-                model_inputs: s.model_inputs.clone(),
-                model_outputs: s.model_outputs.clone(),
-            }
-        })
-        .collect())
+    Ok(heads.into_iter().map(|(info, _, _, sides)| sides.unwrap_or_default().to_run(info)).collect())
 }
 
 /// The side rows of the runs with these keys, each side table read once for all of them.
@@ -660,18 +665,20 @@ fn read_run_sides(conn: &rusqlite::Connection, keys: &[i64]) -> Result<HashMap<i
 }
 
 /// Each list of a run in the order reads give it (key order), whatever order its rows came in.
-fn sort_side_lists(run: &mut RunSides) {
-    run.params.sort_by(|a, b| a.key.cmp(&b.key));
-    run.tags.sort_by(|a, b| a.key.cmp(&b.key));
-    run.metrics.sort_by(|a, b| a.key.cmp(&b.key));
-    run.dataset_inputs.sort_by(|a, b| (&a.dataset.name, &a.dataset.digest).cmp(&(&b.dataset.name, &b.dataset.digest)));
-    run.model_inputs.sort();
-    run.model_outputs.sort_by(|a, b| a.model_id.cmp(&b.model_id));
+fn sort_side_lists(sides: &mut RunSides) {
+    sides.params.sort_by(|a, b| a.key.cmp(&b.key));
+    sides.tags.sort_by(|a, b| a.key.cmp(&b.key));
+    sides.metrics.sort_by(|a, b| a.key.cmp(&b.key));
+    sides
+        .dataset_inputs
+        .sort_by(|a, b| (&a.dataset.name, &a.dataset.digest).cmp(&(&b.dataset.name, &b.dataset.digest)));
+    sides.model_inputs.sort();
+    sides.model_outputs.sort_by(|a, b| a.model_id.cmp(&b.model_id));
 }
 
 /// Splits the packed answer of `read_runs` into runs in their order.
 fn unpack_runs(rows: Rows<'_>) -> Result<Vec<Run>> {
-    let mut runs: Vec<(i64, i64, Run)> = Vec::new();
+    let mut runs: Vec<(i64, i64, RunInfo)> = Vec::new();
     let mut params: HashMap<i64, Vec<Tag>> = HashMap::new();
     let mut tags: HashMap<i64, Vec<Tag>> = HashMap::new();
     let mut metrics: HashMap<i64, Vec<Metric>> = HashMap::new();
@@ -683,16 +690,7 @@ fn unpack_runs(rows: Rows<'_>) -> Result<Vec<Run>> {
         match kind.as_ref() {
             "r" => {
                 let (ord, key, info) = run_info_from_page_row(&mut r)?;
-                let run = Run {
-                    info,
-                    metrics: Vec::new(),
-                    params: Vec::new(),
-                    tags: Vec::new(),
-                    dataset_inputs: Vec::new(),
-                    model_inputs: Vec::new(),
-                    model_outputs: Vec::new(),
-                };
-                runs.push((ord, key, run));
+                runs.push((ord, key, info));
             }
             kind @ ("p" | "t") => {
                 let run_key = r.int()?;
@@ -737,7 +735,7 @@ fn unpack_runs(rows: Rows<'_>) -> Result<Vec<Run>> {
     runs.sort_by_key(|(ord, _, _)| *ord);
     Ok(runs
         .into_iter()
-        .map(|(_, key, mut run)| {
+        .map(|(_, key, info)| {
             // The union has no order: each list gets the order the per-table reads had.
             let mut sides = RunSides {
                 params: params.remove(&key).unwrap_or_default(),
@@ -748,14 +746,7 @@ fn unpack_runs(rows: Rows<'_>) -> Result<Vec<Run>> {
                 model_outputs: model_outputs.remove(&key).unwrap_or_default(),
             };
             sort_side_lists(&mut sides);
-            let RunSides { metrics, params, tags, dataset_inputs, model_inputs, model_outputs } = sides;
-            run.metrics = metrics;
-            run.params = params;
-            run.tags = tags;
-            run.dataset_inputs = dataset_inputs;
-            run.model_inputs = model_inputs;
-            run.model_outputs = model_outputs;
-            run
+            sides.into_run(info)
         })
         .collect())
 }
