@@ -472,6 +472,13 @@ def test_a_crashing_scoring_script_marks_the_deployment_unhealthy_not_the_server
     assert score(uri, k, {"inputs": PROBE}).status_code == 200
     # And the crashed instance comes back.
     wait_until(lambda: score(uri, k, {"data": PROBE}, **to_crashy).status_code == 200, timeout=30)
+    # Each restart gets a fresh folder; only the current one and the one before are kept.
+    for _ in range(2):
+        assert score(uri, k, {"data": PROBE, "crash": True}, **to_crashy).status_code == 502
+        wait_until(lambda: score(uri, k, {"data": PROBE}, **to_crashy).status_code == 200, timeout=30)
+    generations = list((tmp_path / "data" / "endpoints" / "crash-ep" / "crashy" / "workers").iterdir())
+    assert len(generations) == 1
+    assert sorted(p.name for p in generations[0].iterdir() if p.is_dir()) == ["0-2", "0-3"]
 
 
 def test_python_workers_outlive_the_server_threads_that_started_them(wserver, tmp_path):

@@ -341,11 +341,17 @@ async fn supervise(
 ) {
     let mut first = Some(ready_tx);
     let mut failures_in_a_row = 0u32;
-    for attempt in 0.. {
+    for attempt in 0u64.. {
         if *stop.borrow() {
             return;
         }
         let dir = spec.dir.join(format!("{}-{attempt}", inst.index));
+        // Each start gets a fresh folder (code copied in, logs); a worker that keeps failing
+        // would otherwise fill the disk with them. The one before this stays for a look at
+        // why it stopped; older ones were copied to the artifact store when they stopped.
+        if let Some(stale) = attempt.checked_sub(2) {
+            let _ = tokio::fs::remove_dir_all(spec.dir.join(format!("{}-{stale}", inst.index))).await;
+        }
         let port_file = dir.join("port");
         let log = dir.join(USER_LOG);
         if let Ok(mut l) = inst.log.lock() {
