@@ -353,6 +353,15 @@ def sklearn_folder(tmp_path):
     return folder
 
 
+# The deployment spec lines of `sklearn_folder`'s model served by SCORE_PY on the host's Python.
+SCRIPT_DEPLOYMENT = "model:\n  path: ./model\ncode_configuration: {code: ./code, scoring_script: score.py}\nenvironment: {image: python}"
+
+
+def worker_pids(data_dir):
+    """Processes started under a server's data folder: its workers and their launchers."""
+    return subprocess.run(["pgrep", "-f", str(data_dir)], capture_output=True, text=True).stdout.split()
+
+
 SCORE_PY = """
 import json, os, joblib
 
@@ -454,7 +463,7 @@ def test_a_crashing_scoring_script_marks_the_deployment_unhealthy_not_the_server
         wserver,
         tmp_path,
         "crashy",
-        "model:\n  path: ./model\ncode_configuration: {code: ./code, scoring_script: score.py}\nenvironment: {image: python}",
+        SCRIPT_DEPLOYMENT,
         "crash-ep",
     )
     k, uri = keys(wserver, "crash-ep")["primaryKey"], ep["scoring_uri"]
@@ -492,13 +501,13 @@ def test_python_workers_outlive_the_server_threads_that_started_them(wserver, tm
         wserver,
         tmp_path,
         "blue",
-        "model:\n  path: ./model\ncode_configuration: {code: ./code, scoring_script: score.py}\nenvironment: {image: python}",
+        SCRIPT_DEPLOYMENT,
         "calm-ep",
         "--all-traffic",
     )
     k, uri = keys(wserver, "calm-ep")["primaryKey"], ep["scoring_uri"]
     assert score(uri, k, {"data": PROBE}).json() == [0, 1, 2]
-    workers = subprocess.run(["pgrep", "-f", wserver.data_dir], capture_output=True, text=True).stdout.split()
+    workers = worker_pids(wserver.data_dir)
 
     def large_search():
         body = {"experiment_ids": ["0"], "max_results": 5000}
@@ -512,7 +521,7 @@ def test_python_workers_outlive_the_server_threads_that_started_them(wserver, tm
             t.join()
     time.sleep(12)  # past tokio's 10 s keep-alive of an idle pool thread
     assert score(uri, k, {"data": PROBE}).json() == [0, 1, 2]
-    now = subprocess.run(["pgrep", "-f", wserver.data_dir], capture_output=True, text=True).stdout.split()
+    now = worker_pids(wserver.data_dir)
     assert now == workers, "the worker was restarted"
 
 
@@ -531,17 +540,17 @@ def test_python_deployments_come_back_after_a_restart_and_die_with_the_server(tm
             server,
             tmp_path,
             "blue",
-            "model:\n  path: ./model\ncode_configuration: {code: ./code, scoring_script: score.py}\nenvironment: {image: python}",
+            SCRIPT_DEPLOYMENT,
             "back-ep",
             "--all-traffic",
         )
         k = keys(server, "back-ep")["primaryKey"]
         assert score(ep["scoring_uri"], k, {"data": PROBE}).json() == [0, 1, 2]
-        workers = subprocess.run(["pgrep", "-f", str(data)], capture_output=True, text=True).stdout.split()
+        workers = worker_pids(data)
         assert workers, "the worker runs under the data folder"
         server.kill9()
         # The launcher is told when the server dies, and stops its worker.
-        wait_until(lambda: not subprocess.run(["pgrep", "-f", str(data)], capture_output=True).stdout, timeout=20)
+        wait_until(lambda: not worker_pids(data), timeout=20)
         server = KilnServer(data, env=env).start()
         uri = f"{server.url}/endpoints/back-ep/score"
         wait_until(lambda: score(uri, k, {"data": PROBE}).status_code == 200, timeout=60)
@@ -549,7 +558,7 @@ def test_python_deployments_come_back_after_a_restart_and_die_with_the_server(tm
     finally:
         server.stop()
     # A server stopped normally stops its workers too.
-    wait_until(lambda: not subprocess.run(["pgrep", "-f", str(data)], capture_output=True).stdout, timeout=20)
+    wait_until(lambda: not worker_pids(data), timeout=20)
 
 
 # ---- Batch endpoints ------------------------------------------------------------------------

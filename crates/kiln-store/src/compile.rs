@@ -66,34 +66,66 @@ pub(crate) fn push_filter_joins<'c>(
 ) -> Result<Vec<&'c Clause>, UnsupportedClause> {
     let mut rest = Vec::new();
     for (i, clause) in clauses.iter().enumerate() {
-        let unsupported = || UnsupportedClause(format!("{clause:?}"));
         let absence = matches!(clause.op, Op::IsNull | Op::IsNotNull | Op::NeOrMissing);
-        let side = match &clause.target {
-            Target::Tag(key) if !absence => entity.tags.map(|t| (t, key)),
-            Target::Param(key) if !absence => entity.params.map(|t| (t, key)),
-            Target::Metadata(key) if !absence => entity.metadata.map(|t| (t, key)),
-            Target::Metric(key) => entity.metrics.map(|t| (t, key)),
-            _ => None,
-        };
-        let Some(((table, fk), key)) = side else {
-            rest.push(clause);
-            continue;
+        let side = match side_table(entity, &clause.target) {
+            Some(side) if !absence => side,
+            _ => {
+                rest.push(clause);
+                continue;
+            }
         };
         let alias = format!("f{i}");
-        sql.push(" JOIN ").push(table).push(" ").push(&alias).push(" ON ");
-        sql.push(&alias).push(".").push(fk).push(" = ").push(entity.id);
-        sql.push(&entity.side_extra.replace("{a}", &alias));
-        sql.push(" AND ").push(&alias).push(".key = ").bind(key).push(" AND ");
-        let column = format!("{alias}.value");
-        if let Target::Metric(_) = clause.target {
-            let Value::Number(n) = clause.value else { return Err(unsupported()) };
-            sql.push(&column).push(" ").push(clause.op.sql()).push(" ");
-            bind_number(sql, n);
-        } else {
-            push_string_condition(sql, &column, clause.op, &clause.value, dialect).ok_or_else(unsupported)?;
-        }
+        sql.push(" JOIN ").push(side.table).push(" ").push(&alias).push(" ON ");
+        push_side_row(sql, entity, &side, &alias);
+        sql.push(" AND ");
+        push_value_condition(sql, &format!("{alias}.value"), clause, side.numeric, dialect)?;
     }
     Ok(rest)
+}
+
+/// The side table a clause's target lives in, when it is one (params, tags, metrics, metadata).
+struct SideTable<'a> {
+    table: &'static str,
+    fk: &'static str,
+    key: &'a str,
+    numeric: bool,
+}
+
+fn side_table<'a>(entity: &EntitySql, target: &'a Target) -> Option<SideTable<'a>> {
+    let ((table, fk), key, numeric) = match target {
+        Target::Tag(key) => (entity.tags?, key, false),
+        Target::Param(key) => (entity.params?, key, false),
+        Target::Metadata(key) => (entity.metadata?, key, false),
+        Target::Metric(key) => (entity.metrics?, key, true),
+        _ => return None,
+    };
+    Some(SideTable { table, fk, key, numeric })
+}
+
+/// `{alias}.fk = <entity id> AND {alias}.key = ?`: the side row of the key for the entity.
+fn push_side_row(sql: &mut Sql, entity: &EntitySql, side: &SideTable<'_>, alias: &str) {
+    sql.push(alias).push(".").push(side.fk).push(" = ").push(entity.id);
+    sql.push(&entity.side_extra.replace("{a}", alias));
+    sql.push(" AND ").push(alias).push(".key = ").bind(side.key);
+}
+
+/// `column <op> value`: a bound number for numeric columns, a text condition otherwise.
+fn push_value_condition(
+    sql: &mut Sql,
+    column: &str,
+    clause: &Clause,
+    numeric: bool,
+    dialect: Dialect,
+) -> Result<(), UnsupportedClause> {
+    let unsupported = || UnsupportedClause(format!("{clause:?}"));
+    if numeric {
+        let Value::Number(n) = clause.value else { return Err(unsupported()) };
+        sql.push(column).push(" ").push(clause.op.sql()).push(" ");
+        bind_number(sql, n);
+    } else {
+        push_string_condition(sql, column, clause.op, &clause.value, dialect).ok_or_else(unsupported)?;
+    }
+    Ok(())
 }
 
 fn push_clause(sql: &mut Sql, entity: &EntitySql, clause: &Clause, dialect: Dialect) -> Result<(), UnsupportedClause> {
@@ -101,52 +133,28 @@ fn push_clause(sql: &mut Sql, entity: &EntitySql, clause: &Clause, dialect: Dial
     match &clause.target {
         Target::Attribute(name) => {
             let (column, numeric) = entity.attribute(name).ok_or_else(unsupported)?;
-            if numeric {
-                let Value::Number(n) = clause.value else { return Err(unsupported()) };
-                sql.push(column).push(" ").push(clause.op.sql()).push(" ");
-                bind_number(sql, n);
-            } else {
-                push_string_condition(sql, column, clause.op, &clause.value, dialect).ok_or_else(unsupported)?;
-            }
+            push_value_condition(sql, column, clause, numeric, dialect)?;
         }
-        Target::Tag(key) | Target::Param(key) | Target::Metadata(key) => {
-            let (table, fk) = match &clause.target {
-                Target::Tag(_) => entity.tags,
-                Target::Param(_) => entity.params,
-                _ => entity.metadata,
-            }
-            .ok_or_else(unsupported)?;
+        Target::Tag(_) | Target::Param(_) | Target::Metadata(_) | Target::Metric(_) => {
+            let side = side_table(entity, &clause.target).ok_or_else(unsupported)?;
+            let exists = |sql: &mut Sql, negated: bool| {
+                sql.push(if negated { "NOT EXISTS (SELECT 1 FROM " } else { "EXISTS (SELECT 1 FROM " });
+                sql.push(side.table).push(" s WHERE ");
+                push_side_row(sql, entity, &side, "s");
+            };
             match clause.op {
-                Op::IsNull | Op::IsNotNull => {
-                    if clause.op == Op::IsNull {
-                        sql.push("NOT ");
-                    }
-                    sql.push("EXISTS (SELECT 1 FROM ").push(table).push(" s WHERE s.").push(fk);
-                    sql.push(" = ").push(entity.id).push(&entity.side_extra.replace("{a}", "s"));
-                    sql.push(" AND s.key = ").bind(key).push(")");
-                }
-                Op::NeOrMissing => {
+                Op::IsNull | Op::IsNotNull if !side.numeric => exists(sql, clause.op == Op::IsNull),
+                Op::NeOrMissing if !side.numeric => {
                     let Value::Str(v) = &clause.value else { return Err(unsupported()) };
-                    sql.push("NOT EXISTS (SELECT 1 FROM ").push(table).push(" s WHERE s.").push(fk);
-                    sql.push(" = ").push(entity.id).push(&entity.side_extra.replace("{a}", "s"));
-                    sql.push(" AND s.key = ").bind(key).push(" AND s.value = ").bind(v).push(")");
+                    exists(sql, true);
+                    sql.push(" AND s.value = ").bind(v);
                 }
-                op => {
-                    sql.push("EXISTS (SELECT 1 FROM ").push(table).push(" s WHERE s.").push(fk);
-                    sql.push(" = ").push(entity.id).push(&entity.side_extra.replace("{a}", "s"));
-                    sql.push(" AND s.key = ").bind(key).push(" AND ");
-                    push_string_condition(sql, "s.value", op, &clause.value, dialect).ok_or_else(unsupported)?;
-                    sql.push(")");
+                _ => {
+                    exists(sql, false);
+                    sql.push(" AND ");
+                    push_value_condition(sql, "s.value", clause, side.numeric, dialect)?;
                 }
             }
-        }
-        Target::Metric(key) => {
-            let (table, fk) = entity.metrics.ok_or_else(unsupported)?;
-            let Value::Number(n) = clause.value else { return Err(unsupported()) };
-            sql.push("EXISTS (SELECT 1 FROM ").push(table).push(" s WHERE s.").push(fk);
-            sql.push(" = ").push(entity.id).push(" AND s.key = ").bind(key);
-            sql.push(" AND s.value ").push(clause.op.sql()).push(" ");
-            bind_number(sql, n);
             sql.push(")");
         }
         Target::Dataset(field) => {

@@ -95,38 +95,23 @@ struct Migration {
 }
 
 const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "tracking",
-        sql: include_str!("../migrations/0001_tracking.sql"),
-        sqlite_only: false,
-    },
-    Migration { version: 2, name: "jobs", sql: include_str!("../migrations/0002_jobs.sql"), sqlite_only: false },
-    Migration {
-        version: 3,
-        name: "pipelines",
-        sql: include_str!("../migrations/0003_pipelines.sql"),
-        sqlite_only: false,
-    },
-    Migration {
-        version: 4,
-        name: "schedules",
-        sql: include_str!("../migrations/0004_schedules.sql"),
-        sqlite_only: false,
-    },
-    Migration {
-        version: 5,
-        name: "endpoints",
-        sql: include_str!("../migrations/0005_endpoints.sql"),
-        sqlite_only: false,
-    },
-    Migration {
-        version: 6,
-        name: "run data version",
-        sql: include_str!("../migrations/0006_run_data_version.sql"),
-        sqlite_only: true,
-    },
+    Migration::both(1, "tracking", include_str!("../migrations/0001_tracking.sql")),
+    Migration::both(2, "jobs", include_str!("../migrations/0002_jobs.sql")),
+    Migration::both(3, "pipelines", include_str!("../migrations/0003_pipelines.sql")),
+    Migration::both(4, "schedules", include_str!("../migrations/0004_schedules.sql")),
+    Migration::both(5, "endpoints", include_str!("../migrations/0005_endpoints.sql")),
+    Migration::sqlite(6, "run data version", include_str!("../migrations/0006_run_data_version.sql")),
 ];
+
+impl Migration {
+    const fn both(version: i64, name: &'static str, sql: &'static str) -> Migration {
+        Migration { version, name, sql, sqlite_only: false }
+    }
+
+    const fn sqlite(version: i64, name: &'static str, sql: &'static str) -> Migration {
+        Migration { version, name, sql, sqlite_only: true }
+    }
+}
 
 impl Store {
     /// Opens (creating if needed) the database at `url` and brings its schema up to date.

@@ -323,10 +323,17 @@ impl Store {
     }
 
     /// The runs a selection (`FROM runs e …`, ordered by `order`) picks, with all their side
-    /// rows, in one statement: the selection becomes a materialized CTE and the runs and their
-    /// params, tags, latest metrics, inputs and outputs come back as one packed text, each row
-    /// tagged with its kind.
+    /// rows: directly, see [`read_runs_direct`]; through sqlx, in one statement where the
+    /// selection becomes a materialized CTE and the runs and their params, tags, latest
+    /// metrics, inputs and outputs come back as one packed text, each row tagged with its kind.
     async fn read_runs(&self, mut sql: Sql, order: &str, large: bool) -> Result<Vec<Run>> {
+        if let Some(direct) = &self.direct {
+            // Statements are cheap here: the page itself, then each side table's rows for the
+            // page's runs whose cached side rows are not current.
+            sql.text.insert_str(0, &format!("SELECT {RUN_PAGE_COLUMNS}, e.run_key, e.data_version"));
+            let read = |conn: &rusqlite::Connection| read_runs_direct(conn, &sql, &direct.run_sides);
+            return if large { direct.read_large(read) } else { direct.read(read) };
+        }
         let d = self.dialect;
         let kv = "run_key, key, value";
         // Each side table: its kind tag, its name and its columns.
@@ -341,13 +348,6 @@ impl Store {
             ("'d'", "run_dataset_inputs", "run_key, name, digest, source_type, source, schema, profile, tags_json"),
             ("'o'", "run_model_io", "run_key, direction, model_id, step"),
         ];
-        if let Some(direct) = &self.direct {
-            // Statements are cheap here: the page itself, then each side table's rows for the
-            // page's runs whose cached side rows are not current.
-            sql.text.insert_str(0, &format!("SELECT {RUN_PAGE_COLUMNS}, e.run_key, e.data_version"));
-            let read = |conn: &rusqlite::Connection| read_runs_direct(conn, &sql, &direct.run_sides);
-            return if large { direct.read_large(read) } else { direct.read(read) };
-        }
         // The row number carries the order through the packing.
         sql.text.insert_str(
             0,
@@ -815,11 +815,7 @@ fn param_conflict(existing: &HashMap<String, String>, params: &[Tag]) -> Option<
 fn batch_writes(dialect: Dialect, run_key: i64, batch: &RunBatch) -> Vec<Sql> {
     let mut out = Vec::new();
     for chunk in batch.params.chunks(INSERT_CHUNK) {
-        let mut sql = Sql::new(dialect, "INSERT INTO params (run_key, key, value) VALUES ");
-        for (i, p) in chunk.iter().enumerate() {
-            sql.push(if i == 0 { "(" } else { ", (" });
-            sql.bind(run_key).push(", ").bind(&p.key).push(", ").bind(&p.value).push(")");
-        }
+        let mut sql = key_value_rows(dialect, "params", run_key, chunk.iter());
         sql.push(" ON CONFLICT DO NOTHING");
         out.push(sql);
     }
@@ -842,6 +838,16 @@ async fn upsert_tags(
     Ok(())
 }
 
+/// `INSERT INTO <table> (run_key, key, value) VALUES …` for one run's params or tags.
+fn key_value_rows<'t>(dialect: Dialect, table: &str, run_key: i64, rows: impl Iterator<Item = &'t Tag>) -> Sql {
+    let mut sql = Sql::new(dialect, &format!("INSERT INTO {table} (run_key, key, value) VALUES "));
+    for (i, t) in rows.enumerate() {
+        sql.push(if i == 0 { "(" } else { ", (" });
+        sql.bind(run_key).push(", ").bind(&t.key).push(", ").bind(&t.value).push(")");
+    }
+    sql
+}
+
 /// The statements of [`upsert_tags`].
 fn tag_writes(dialect: Dialect, run_key: i64, tags: &[Tag], sync_name: bool) -> Vec<Sql> {
     let mut out = Vec::new();
@@ -855,11 +861,7 @@ fn tag_writes(dialect: Dialect, run_key: i64, tags: &[Tag], sync_name: bool) -> 
                 dedup.push(t);
             }
         }
-        let mut sql = Sql::new(dialect, "INSERT INTO tags (run_key, key, value) VALUES ");
-        for (i, t) in dedup.iter().enumerate() {
-            sql.push(if i == 0 { "(" } else { ", (" });
-            sql.bind(run_key).push(", ").bind(&t.key).push(", ").bind(&t.value).push(")");
-        }
+        let mut sql = key_value_rows(dialect, "tags", run_key, dedup.iter().copied());
         sql.push(" ON CONFLICT (run_key, key) DO UPDATE SET value = excluded.value");
         out.push(sql);
         if let Some(name) = dedup.iter().rev().find(|t| sync_name && t.key == RUN_NAME_TAG) {
